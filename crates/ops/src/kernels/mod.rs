@@ -1,0 +1,1 @@
+//! Type-generic numeric kernels shared by several ops (broadcasting, GEMM, ...).

@@ -1,0 +1,5 @@
+//! (to be written)
+
+use crate::Registry;
+
+pub(crate) fn register(_reg: &mut Registry) {}

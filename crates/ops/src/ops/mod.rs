@@ -1,0 +1,29 @@
+//! Op implementations, one module per family. Each module's `register` lists its ops.
+
+mod cast;
+mod constant;
+mod conv;
+mod elementwise;
+mod matmul;
+mod norm;
+mod pool;
+mod reduce;
+mod shape;
+mod softmax;
+mod unary;
+
+use crate::Registry;
+
+pub(crate) fn register_all(reg: &mut Registry) {
+    cast::register(reg);
+    constant::register(reg);
+    conv::register(reg);
+    elementwise::register(reg);
+    matmul::register(reg);
+    norm::register(reg);
+    pool::register(reg);
+    reduce::register(reg);
+    shape::register(reg);
+    softmax::register(reg);
+    unary::register(reg);
+}
