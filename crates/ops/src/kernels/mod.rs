@@ -1,1 +1,4 @@
 //! Type-generic numeric kernels shared by several ops (broadcasting, GEMM, ...).
+
+pub mod broadcast;
+pub mod gemm;

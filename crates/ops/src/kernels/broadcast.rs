@@ -1,0 +1,1 @@
+//! Multidirectional (NumPy-style) broadcasting.
