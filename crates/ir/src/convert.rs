@@ -613,3 +613,96 @@ impl SparseTensor {
         Tensor::new(Shape::from_slice(&self.dims), padded.gather(&map))
     }
 }
+
+/// Decodes a serialised value (`input_0.pb` in ONNX test data): a TensorProto, or for
+/// sequence, optional and map types a SequenceProto, OptionalProto or MapProto.
+pub fn value_from_pb(bytes: &[u8], ty: &ValueType) -> Result<crate::Value, IrError> {
+    use prost::Message;
+    let decode_err = |what: &str, e: prost::DecodeError| IrError::Invalid(format!("not a valid {what}: {e}"));
+    match ty {
+        ValueType::Sequence(elem) => {
+            let s = proto::SequenceProto::decode(bytes).map_err(|e| decode_err("SequenceProto", e))?;
+            sequence_value(&s, elem)
+        }
+        ValueType::Optional(elem) => {
+            let o = proto::OptionalProto::decode(bytes).map_err(|e| decode_err("OptionalProto", e))?;
+            optional_value(&o, elem)
+        }
+        ValueType::Map(..) => {
+            let m = proto::MapProto::decode(bytes).map_err(|e| decode_err("MapProto", e))?;
+            map_value(&m)
+        }
+        _ => {
+            let t = proto::TensorProto::decode(bytes).map_err(|e| decode_err("TensorProto", e))?;
+            Ok(crate::Value::Tensor(tensor_from_proto(&t)?))
+        }
+    }
+}
+
+fn sequence_value(s: &proto::SequenceProto, elem: &ValueType) -> Result<crate::Value, IrError> {
+    let mut items = Vec::new();
+    for t in &s.tensor_values {
+        items.push(crate::Value::Tensor(tensor_from_proto(t)?));
+    }
+    let inner = match elem {
+        ValueType::Sequence(e) | ValueType::Optional(e) => e.as_ref().clone(),
+        other => other.clone(),
+    };
+    for sub in &s.sequence_values {
+        items.push(sequence_value(sub, &inner)?);
+    }
+    for m in &s.map_values {
+        items.push(map_value(m)?);
+    }
+    for o in &s.optional_values {
+        items.push(optional_value(o, &inner)?);
+    }
+    Ok(crate::Value::Sequence {
+        elem_type: elem.clone(),
+        items,
+    })
+}
+
+fn optional_value(o: &proto::OptionalProto, elem: &ValueType) -> Result<crate::Value, IrError> {
+    let inner = match elem {
+        ValueType::Sequence(e) | ValueType::Optional(e) => e.as_ref().clone(),
+        other => other.clone(),
+    };
+    let value = if let Some(t) = &o.tensor_value {
+        Some(crate::Value::Tensor(tensor_from_proto(t)?))
+    } else if let Some(s) = &o.sequence_value {
+        Some(sequence_value(s, &inner)?)
+    } else if let Some(m) = &o.map_value {
+        Some(map_value(m)?)
+    } else if let Some(inner_opt) = &o.optional_value {
+        Some(optional_value(inner_opt, &inner)?)
+    } else {
+        None
+    };
+    Ok(crate::Value::Optional {
+        elem_type: elem.clone(),
+        value: value.map(Box::new),
+    })
+}
+
+fn map_value(m: &proto::MapProto) -> Result<crate::Value, IrError> {
+    let key_code = m.key_type.unwrap_or(0);
+    let key_type = DataType::from_onnx(key_code).ok_or(IrError::UnknownDataType(key_code))?;
+    let keys = if key_type == DataType::String {
+        let v: Vec<String> = m.string_keys.iter().map(|s| string_of(s)).collect();
+        Tensor::from_vec([v.len()], v)?
+    } else {
+        Tensor::from_vec([m.keys.len()], m.keys.clone())?
+    };
+    let values = match &m.values {
+        Some(s) => sequence_value(s, &ValueType::Unknown)?,
+        None => crate::Value::Sequence {
+            elem_type: ValueType::Unknown,
+            items: Vec::new(),
+        },
+    };
+    Ok(crate::Value::Map {
+        keys,
+        values: Box::new(values),
+    })
+}

@@ -159,8 +159,8 @@ pub struct Tensor {
 
 impl Tensor {
     /// A tensor over `data`; fails when the element count does not match `shape`.
-    pub fn new(shape: impl Into<Shape>, data: TensorData) -> Result<Tensor, IrError> {
-        let shape = shape.into();
+    pub fn new(shape: impl AsRef<[usize]>, data: TensorData) -> Result<Tensor, IrError> {
+        let shape = Shape::from_slice(shape.as_ref());
         let expected = shape_len(&shape);
         if expected != data.len() {
             return Err(IrError::ShapeMismatch {
@@ -174,7 +174,7 @@ impl Tensor {
         })
     }
 
-    pub fn from_vec<T: Element>(shape: impl Into<Shape>, values: Vec<T>) -> Result<Tensor, IrError> {
+    pub fn from_vec<T: Element>(shape: impl AsRef<[usize]>, values: Vec<T>) -> Result<Tensor, IrError> {
         Tensor::new(shape, T::wrap(values))
     }
 
@@ -187,8 +187,8 @@ impl Tensor {
     }
 
     /// A tensor of default values (zero, false, empty string).
-    pub fn zeros(dtype: DataType, shape: impl Into<Shape>) -> Tensor {
-        let shape = shape.into();
+    pub fn zeros(dtype: DataType, shape: impl AsRef<[usize]>) -> Tensor {
+        let shape = Shape::from_slice(shape.as_ref());
         let data = TensorData::zeros(dtype, shape_len(&shape));
         Tensor {
             shape,
@@ -256,8 +256,8 @@ impl Tensor {
     }
 
     /// The same data under another shape with the same element count. Never copies.
-    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor, IrError> {
-        let shape = shape.into();
+    pub fn reshape(&self, shape: impl AsRef<[usize]>) -> Result<Tensor, IrError> {
+        let shape = Shape::from_slice(shape.as_ref());
         if shape_len(&shape) != self.len() {
             return Err(IrError::ShapeMismatch {
                 shape: shape.to_vec(),

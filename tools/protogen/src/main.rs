@@ -4,7 +4,10 @@
 fn main() {
     let proto_dir = "crates/onnx/proto";
     let out_dir = "crates/onnx/src/proto";
-    let descriptors = protox::compile([format!("{proto_dir}/onnx.proto")], [proto_dir])
+    let descriptors = protox::compile(
+        [format!("{proto_dir}/onnx.proto"), format!("{proto_dir}/onnx-data.proto")],
+        [proto_dir],
+    )
         .expect("onnx.proto compiles");
     let mut config = prost_build::Config::new();
     // `bytes::Bytes` for every bytes field: decoding from a `Bytes` buffer then slices it
