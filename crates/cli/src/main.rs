@@ -1,1 +1,39 @@
-fn main() {}
+//! `runnx`: inspect, run and benchmark ONNX models from the shell.
+//!
+//! A thin shell over the library crates: every command parses its arguments, calls the library
+//! and prints. Errors end the process with a one-line message on stderr and exit code 1.
+
+mod bench;
+mod inputs;
+mod inspect;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "runnx", version, about = "ONNX toolkit and inference engine", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Inspect(inspect::Args),
+    Run(run::Args),
+    Bench(bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::main(args),
+        Command::Run(args) => run::main(args),
+        Command::Bench(args) => bench::main(args),
+    };
+    if let Err(e) = result {
+        // `{:#}` prints the whole context chain on one line.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,140 @@
+//! `runnx bench`: latency of repeated runs on random (or given) inputs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use runnx_ir::Value;
+use runnx_runtime::{Session, SessionOptions};
+
+use crate::inputs::{
+    concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_tensor, repeat_batch, InputArg, Rng,
+};
+
+/// Dynamic dims that are neither the leading (batch) dim nor given with --dim.
+const DEFAULT_DYNAMIC_DIM: usize = 128;
+
+/// Measure run latency: median, p90, min and max over many runs after warm-up.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  runnx bench tests/fixtures/mnist_cnn.onnx --threads 1 --batch 8\n  runnx bench bert.onnx --dim sequence=128 --range input_ids=0:30522 --json")]
+pub struct Args {
+    /// The .onnx file.
+    model: PathBuf,
+    /// Intra-op threads (0: every core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Size of a leading dynamic (batch) dimension.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// NAME=VALUE for a named dynamic dimension.
+    #[arg(long = "dim", value_parser = parse_dim)]
+    dims: Vec<(String, usize)>,
+    /// NAME=LO:HI value range of a random input (integers default to [0, 100), floats to [-1, 1)).
+    #[arg(long = "range", value_parser = parse_range)]
+    ranges: Vec<(String, (f64, f64))>,
+    /// NAME=FILE real input instead of a random one (repeated along axis 0 up to --batch).
+    #[arg(long = "input", short = 'i', value_parser = parse_input_arg)]
+    inputs: Vec<InputArg>,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// Timed runs (default: as many as fit in --seconds).
+    #[arg(long, conflicts_with = "seconds")]
+    iterations: Option<usize>,
+    /// Time budget for the timed runs.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let options = SessionOptions {
+        intra_op_threads: args.threads,
+        ..Default::default()
+    };
+    let session = Session::from_file(&args.model, &options).with_context(|| args.model.display().to_string())?;
+    let declared: Vec<_> = session.inputs().cloned().collect();
+    let given = load_inputs(&args.inputs, &declared)?;
+    let dims: HashMap<String, usize> = args.dims.iter().cloned().collect();
+    let ranges: HashMap<String, (f64, f64)> = args.ranges.iter().cloned().collect();
+    let mut rng = Rng::new(0x5EED);
+    let mut feeds: Vec<(String, Value)> = Vec::new();
+    for input in &declared {
+        if let Some(v) = given.get(&input.name) {
+            let v = match v {
+                Value::Tensor(t) => Value::Tensor(repeat_batch(t, args.batch)?),
+                other => other.clone(),
+            };
+            feeds.push((input.name.clone(), v));
+            continue;
+        }
+        let shape = concrete_shape(input, args.batch, &dims, DEFAULT_DYNAMIC_DIM)?;
+        if let Some(tt) = input.ty.as_tensor() {
+            for (axis, d) in tt.shape.iter().flatten().enumerate() {
+                if let runnx_ir::Dim::Symbol(s) = d {
+                    if axis > 0 && !dims.contains_key(s) {
+                        eprintln!("note: dimension '{s}' of input '{}' set to {DEFAULT_DYNAMIC_DIM} (use --dim {s}=N)", input.name);
+                    }
+                }
+            }
+        }
+        let dtype = input.ty.as_tensor().map(|t| t.dtype).expect("concrete_shape checked it is a tensor");
+        let range = ranges
+            .get(&input.name)
+            .copied()
+            .unwrap_or(if dtype.is_float() { (-1.0, 1.0) } else { (0.0, 100.0) });
+        feeds.push((input.name.clone(), Value::Tensor(random_tensor(dtype, &shape, range, &mut rng)?)));
+    }
+    let run = |feeds: &Vec<(String, Value)>| -> Result<Duration> {
+        let start = Instant::now();
+        session.run(feeds.clone(), None).with_context(|| args.model.display().to_string())?;
+        Ok(start.elapsed())
+    };
+    for _ in 0..args.warmup {
+        run(&feeds)?;
+    }
+    let mut times = Vec::new();
+    let budget = Duration::from_secs_f64(args.seconds);
+    let started = Instant::now();
+    loop {
+        times.push(run(&feeds)?);
+        let done = match args.iterations {
+            Some(n) => times.len() >= n,
+            None => started.elapsed() >= budget && times.len() >= 5,
+        };
+        if done {
+            break;
+        }
+    }
+    if times.is_empty() {
+        bail!("no timed runs");
+    }
+    let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    let median = pct(0.5);
+    let p90 = pct(0.9);
+    let (min, max) = (ms[0], ms[ms.len() - 1]);
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    let threads = session.threads();
+    println!(
+        "{}: batch {}, {} threads, {} runs\n  median {median:.3} ms  p90 {p90:.3} ms  min {min:.3} ms  max {max:.3} ms  mean {mean:.3} ms  {:.1} runs/s",
+        args.model.display(),
+        args.batch,
+        threads,
+        ms.len(),
+        1e3 / median
+    );
+    if args.json {
+        let json = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "median_ms": median, "p90_ms": p90, "min_ms": min, "max_ms": max, "mean_ms": mean,
+            "runs_per_s": 1e3 / median, "iterations": ms.len(), "threads": threads, "batch": args.batch,
+        });
+        println!("{json}");
+    }
+    Ok(())
+}
