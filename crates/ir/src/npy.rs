@@ -311,8 +311,9 @@ mod tests {
     #[test]
     fn reads_fortran_order() {
         let mut bytes = write_npy(&Tensor::from_vec([2, 3], vec![1i32, 4, 2, 5, 3, 6]).unwrap()).unwrap();
-        let text = String::from_utf8_lossy(&bytes).replace("'fortran_order': False", "'fortran_order': True ");
-        bytes = text.into_bytes();
+        let needle = b"'fortran_order': False";
+        let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+        bytes[at..at + needle.len()].copy_from_slice(b"'fortran_order': True ");
         let t = read_npy(&bytes).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(t.as_slice::<i32>().unwrap(), &[1, 2, 3, 4, 5, 6]);

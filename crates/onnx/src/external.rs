@@ -214,4 +214,29 @@ mod tests {
         let missing = tensor_at("missing.bin");
         assert!(resolver.read(&missing).unwrap_err().to_string().contains("missing.bin"));
     }
+
+    #[test]
+    fn reads_beyond_4_gib() {
+        // A sparse file: the 5 GiB offset costs no disk space, but exercises 64-bit offsets
+        // (models over 2 GB keep their weights in external data).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let file = std::fs::File::create(&path).unwrap();
+        let offset: u64 = 5 << 30;
+        file.set_len(offset + 8).unwrap();
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset)).unwrap();
+        file.write_all(&[9, 8, 7, 6, 5, 4, 3, 2]).unwrap();
+        drop(file);
+        let resolver = ExternalDataResolver::new(Some(dir.path().to_path_buf()));
+        let mut t = tensor_at("big.bin");
+        for (k, v) in [("offset", offset.to_string()), ("length", "4".to_string())] {
+            t.external_data.push(StringStringEntryProto {
+                key: Some(k.into()),
+                value: Some(v),
+            });
+        }
+        assert_eq!(&resolver.read(&t).unwrap()[..], &[9, 8, 7, 6]);
+    }
 }
