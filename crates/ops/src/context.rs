@@ -14,6 +14,31 @@ pub trait Subgraph: Send + Sync {
     fn captured_names(&self) -> &[String];
 }
 
+/// The implicit inputs of a node whose subgraphs are `subgraphs` (in the order they were
+/// compiled): the union of their captured names, first occurrence first. The runtime appends
+/// the values of these names, in this order, after the node's declared inputs.
+pub fn implicit_input_names(subgraphs: &[Arc<dyn Subgraph>]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for sub in subgraphs {
+        for name in sub.captured_names() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
+}
+
+/// For one subgraph: the position in `implicit` (see [`implicit_input_names`]) of each of its
+/// captured names, so a kernel can hand it exactly the values it captures.
+pub fn captured_positions(implicit: &[String], subgraph: &dyn Subgraph) -> Vec<usize> {
+    subgraph
+        .captured_names()
+        .iter()
+        .map(|n| implicit.iter().position(|m| m == n).expect("implicit names include every captured name"))
+        .collect()
+}
+
 /// Compiles subgraph attributes while a node is built; implemented by the runtime.
 pub trait SubgraphCompiler {
     fn compile(&self, graph: &Arc<Graph>) -> Result<Arc<dyn Subgraph>, OpError>;

@@ -142,14 +142,7 @@ impl GraphPlan {
             };
             let kernel = (def.build)(&info).map_err(|e| RuntimeError::node(&label, e))?;
             // Implicit inputs: outer values the node's subgraphs read.
-            let mut implicit = Vec::new();
-            for sub in compiler.compiled.into_inner().unwrap_or_default() {
-                for name in sub.captured_names() {
-                    if !implicit.contains(name) {
-                        implicit.push(name.clone());
-                    }
-                }
-            }
+            let implicit = runnx_ops::implicit_input_names(&compiler.compiled.into_inner().unwrap_or_default());
             for name in &implicit {
                 let slot = match slots.get(name) {
                     Some(&s) if defined.contains(&s) => s,

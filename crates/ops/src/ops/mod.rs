@@ -2,12 +2,14 @@
 
 mod cast;
 mod constant;
+pub(crate) mod control;
 mod conv;
 mod elementwise;
 mod matmul;
 mod norm;
 mod pool;
 mod reduce;
+mod sequence;
 mod shape;
 mod softmax;
 mod unary;
@@ -17,12 +19,14 @@ use crate::Registry;
 pub(crate) fn register_all(reg: &mut Registry) {
     cast::register(reg);
     constant::register(reg);
+    control::register(reg);
     conv::register(reg);
     elementwise::register(reg);
     matmul::register(reg);
     norm::register(reg);
     pool::register(reg);
     reduce::register(reg);
+    sequence::register(reg);
     shape::register(reg);
     softmax::register(reg);
     unary::register(reg);
