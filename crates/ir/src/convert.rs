@@ -706,3 +706,101 @@ fn map_value(m: &proto::MapProto) -> Result<crate::Value, IrError> {
         values: Box::new(values),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three distinct elements of every type (ones that survive packing).
+    fn sample(dtype: DataType) -> TensorData {
+        let codes = [1u8, 6, 9];
+        match dtype {
+            DataType::String => TensorData::String(vec!["a".into(), "".into(), "ünï".into()]),
+            DataType::Bool => TensorData::Bool(vec![true, false, true]),
+            DataType::Float => TensorData::Float(vec![1.5, -0.0, f32::MAX]),
+            DataType::Double => TensorData::Double(vec![1.5, -2.25, 1e300]),
+            DataType::Float16 => TensorData::Float16(vec![f16::from_f32(1.5), f16::MAX, f16::MIN_POSITIVE]),
+            DataType::Bfloat16 => TensorData::Bfloat16(vec![bf16::from_f32(1.5), bf16::MAX, bf16::MIN]),
+            DataType::Int8 => TensorData::Int8(vec![-128, 0, 127]),
+            DataType::Int16 => TensorData::Int16(vec![i16::MIN, 0, i16::MAX]),
+            DataType::Int32 => TensorData::Int32(vec![i32::MIN, 0, i32::MAX]),
+            DataType::Int64 => TensorData::Int64(vec![i64::MIN, 0, i64::MAX]),
+            DataType::Uint8 => TensorData::Uint8(vec![0, 1, 255]),
+            DataType::Uint16 => TensorData::Uint16(vec![0, 1, u16::MAX]),
+            DataType::Uint32 => TensorData::Uint32(vec![0, 1, u32::MAX]),
+            DataType::Uint64 => TensorData::Uint64(vec![0, 1, u64::MAX]),
+            DataType::Complex64 => TensorData::Complex64(vec![Complex::new(1.0, -2.0); 3]),
+            DataType::Complex128 => TensorData::Complex128(vec![Complex::new(1.0, -2.0); 3]),
+            DataType::Float8E4M3FN => TensorData::Float8E4M3FN(codes.map(F8E4M3FN).to_vec()),
+            DataType::Float8E4M3FNUZ => TensorData::Float8E4M3FNUZ(codes.map(F8E4M3FNUZ).to_vec()),
+            DataType::Float8E5M2 => TensorData::Float8E5M2(codes.map(F8E5M2).to_vec()),
+            DataType::Float8E5M2FNUZ => TensorData::Float8E5M2FNUZ(codes.map(F8E5M2FNUZ).to_vec()),
+            DataType::Float8E8M0 => TensorData::Float8E8M0(codes.map(F8E8M0).to_vec()),
+            DataType::Float4E2M1 => TensorData::Float4E2M1(codes.map(F4E2M1).to_vec()),
+            DataType::Uint4 => TensorData::Uint4(vec![U4(0), U4(7), U4(15)]),
+            DataType::Int4 => TensorData::Int4(vec![I4(-8), I4(0), I4(7)]),
+            DataType::Uint2 => TensorData::Uint2(vec![U2(0), U2(1), U2(3)]),
+            DataType::Int2 => TensorData::Int2(vec![I2(-2), I2(0), I2(1)]),
+        }
+    }
+
+    #[test]
+    fn every_type_round_trips_through_tensor_proto() {
+        for dtype in DataType::ALL {
+            let t = Tensor::new([3], sample(dtype)).unwrap();
+            assert_eq!(t.dtype(), dtype);
+            let back = tensor_from_proto(&tensor_to_proto("t", &t)).unwrap();
+            assert_eq!(back, t, "{dtype}");
+        }
+    }
+
+    #[test]
+    fn typed_fields_decode() {
+        let t = proto::TensorProto {
+            dims: vec![2],
+            data_type: Some(DataType::Float16 as i32),
+            int32_data: vec![0x3c00, 0xc000],
+            ..Default::default()
+        };
+        let t = tensor_from_proto(&t).unwrap();
+        assert_eq!(t.as_slice::<f16>().unwrap(), &[f16::from_f32(1.0), f16::from_f32(-2.0)]);
+        // int4 in int32_data: one packed byte per int32, low nibble first.
+        let t = proto::TensorProto {
+            dims: vec![3],
+            data_type: Some(DataType::Int4 as i32),
+            int32_data: vec![0x8F, 0x07],
+            ..Default::default()
+        };
+        let t = tensor_from_proto(&t).unwrap();
+        assert_eq!(t.as_slice::<I4>().unwrap(), &[I4(-1), I4(-8), I4(7)]);
+    }
+
+    #[test]
+    fn inconsistent_data_is_an_error() {
+        let t = proto::TensorProto {
+            dims: vec![4],
+            data_type: Some(DataType::Float as i32),
+            raw_data: Some(Bytes::from_static(&[0; 12])),
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&t).is_err());
+        let t = proto::TensorProto {
+            dims: vec![-1],
+            data_type: Some(DataType::Float as i32),
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&t).is_err());
+        let t = proto::TensorProto {
+            dims: vec![1 << 40, 1 << 40],
+            data_type: Some(DataType::Float as i32),
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&t).is_err());
+        let t = proto::TensorProto {
+            dims: vec![1],
+            data_type: Some(99),
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&t).is_err());
+    }
+}
