@@ -1,1 +1,1091 @@
-//! Matrix multiplication kernels.
+//! General matrix multiplication: `C = alpha·A·B + beta·C`, then an [`Epilogue`] (bias,
+//! activation).
+//!
+//! One entry point, [`gemm`], serves MatMul, Gemm, Conv (im2col) and ConvTranspose for every
+//! numeric element type:
+//! - `f32` and `f64` go to the `matrixmultiply` crate's packed, cache-blocked kernels (AVX/FMA
+//!   detected at run time). Its own thread pool is disabled (no `threading` feature): this
+//!   module splits C into tiles and runs them on the rayon pool the runtime installs, so GEMM
+//!   never oversubscribes the cores the other ops are using, and nested calls (one GEMM per
+//!   batch item, each on a rayon worker) just work.
+//! - Integer types use a portable row-by-row loop with wrapping arithmetic (NumPy semantics).
+//! - float16 and bfloat16 callers convert to f32, call this, and round back.
+//!
+//! Built to be replaced piece by piece: the operands are enums ([`Lhs`], [`Rhs`]) so that
+//! prepacked weights can become new variants, and the epilogue is applied per tile while the
+//! tile is hot in cache, which is where hand-written micro-kernels will later fuse it into their
+//! stores. Callers do not change when the backend does.
+//!
+//! Numerics: every output element is a sum of `k` products accumulated in the element type, in
+//! an order that depends on blocking; for floats the error is bounded by about `k·ε·Σ|a·b|`
+//! (ε the unit roundoff), as for any dot product.
+
+use rayon::prelude::*;
+
+use crate::OpError;
+
+/// A read-only strided matrix: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+/// Strides may be zero (a broadcast row or column).
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A view of `data`; fails when an element of the `rows x cols` matrix falls outside it.
+    pub fn new(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, OpError> {
+        check_extent(data.len(), rows, cols, row_stride, col_stride)?;
+        Ok(MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        })
+    }
+
+    /// A contiguous row-major matrix.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Result<Self, OpError> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The same data seen transposed (no copy).
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The view starting at row `i` (which must be at most `rows`).
+    fn tail_from_row(self, i: usize) -> &'a [T] {
+        if i >= self.rows || self.cols == 0 {
+            &[]
+        } else {
+            &self.data[i * self.row_stride..]
+        }
+    }
+
+    /// The view starting at column `j`.
+    fn tail_from_col(self, j: usize) -> &'a [T] {
+        if j >= self.cols || self.rows == 0 {
+            &[]
+        } else {
+            &self.data[j * self.col_stride..]
+        }
+    }
+}
+
+/// The output matrix: row-major with unit column stride and a row stride of at least `cols`.
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+}
+
+impl<'a, T> MatMut<'a, T> {
+    pub fn new(
+        data: &'a mut [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Result<Self, OpError> {
+        if rows > 1 && row_stride < cols {
+            return Err(OpError::invalid(format!(
+                "gemm: output row stride {row_stride} is smaller than its {cols} columns"
+            )));
+        }
+        check_extent(data.len(), rows, cols, row_stride, 1)?;
+        Ok(MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+        })
+    }
+
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Result<Self, OpError> {
+        Self::new(data, rows, cols, cols)
+    }
+}
+
+fn check_extent(
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+) -> Result<(), OpError> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let last = (rows - 1)
+        .checked_mul(row_stride)
+        .zip((cols - 1).checked_mul(col_stride))
+        .and_then(|(r, c)| r.checked_add(c));
+    match last {
+        Some(last) if last < len && last <= isize::MAX as usize => Ok(()),
+        _ => Err(OpError::invalid(format!(
+            "gemm: a {rows}x{cols} matrix with strides ({row_stride}, {col_stride}) does not fit in {len} elements"
+        ))),
+    }
+}
+
+/// The left-hand operand A (`m x k`). Prepacked weights (Conv filters) will be a variant.
+#[derive(Clone, Copy, Debug)]
+pub enum Lhs<'a, T> {
+    Unpacked(MatRef<'a, T>),
+}
+
+/// The right-hand operand B (`k x n`). Prepacked weights (MatMul/Gemm constant B) will be a
+/// variant.
+#[derive(Clone, Copy)]
+pub enum Rhs<'a, T> {
+    Unpacked(MatRef<'a, T>),
+    /// Produced block by block on demand (Conv's im2col): never materialised whole, so each
+    /// task's block stays in cache and building it runs in parallel with the products.
+    Virtual(&'a dyn VirtualMatrix<T>),
+}
+
+impl<T> Rhs<'_, T> {
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Rhs::Unpacked(m) => (m.rows, m.cols),
+            Rhs::Virtual(v) => (v.rows(), v.cols()),
+        }
+    }
+}
+
+/// A matrix computed on demand, a block of columns at a time.
+pub trait VirtualMatrix<T>: Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Writes the block `rows x cols` into `out`, row-major (`out` has exactly
+    /// `rows.len() · cols.len()` elements).
+    fn fill(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, out: &mut [T]);
+}
+
+/// A bias added to every output after `alpha·A·B + beta·C`.
+#[derive(Clone, Copy, Debug)]
+pub enum Bias<'a, T> {
+    None,
+    /// One value per row of C (Conv: per output channel); length `m`.
+    PerRow(&'a [T]),
+    /// One value per column of C (Gemm/MatMul+Add: per output feature); length `n`.
+    PerColumn(&'a [T]),
+}
+
+/// An elementwise function applied last.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation<T> {
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, min), max)`.
+    Clip {
+        min: T,
+        max: T,
+    },
+}
+
+/// What happens to each output tile once its products are summed.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a, T> {
+    pub bias: Bias<'a, T>,
+    pub activation: Activation<T>,
+}
+
+impl<'a, T> Epilogue<'a, T> {
+    /// No bias, no activation.
+    pub fn none() -> Self {
+        Epilogue {
+            bias: Bias::None,
+            activation: Activation::Identity,
+        }
+    }
+
+    pub fn with_bias(bias: Bias<'a, T>) -> Self {
+        Epilogue {
+            bias,
+            activation: Activation::Identity,
+        }
+    }
+
+    fn is_identity(&self) -> bool {
+        matches!(
+            (&self.bias, &self.activation),
+            (Bias::None, Activation::Identity)
+        )
+    }
+}
+
+/// An element type GEMM supports. Integer arithmetic wraps.
+pub trait GemmScalar: Copy + Send + Sync + PartialOrd + std::fmt::Debug + 'static {
+    const ZERO: Self;
+    const ONE: Self;
+    fn add(self, other: Self) -> Self;
+    fn mul(self, other: Self) -> Self;
+
+    /// Computes one tile on the calling thread. The default is the portable loop.
+    ///
+    /// # Safety
+    /// `tile.a` and `tile.b` must hold every element the strides address, and `tile.c` must point
+    /// to `m` rows of `n` writable elements `rsc` apart that no other thread accesses meanwhile.
+    unsafe fn tile_kernel(tile: &Tile<'_, Self>) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { portable_tile(tile) }
+    }
+}
+
+/// One block of C to compute: `C[m x n] = alpha·A[m x k]·B[k x n] + beta·C`.
+pub struct Tile<'a, T> {
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    beta: T,
+    /// Starts at the tile's first row of A.
+    a: &'a [T],
+    rsa: usize,
+    csa: usize,
+    /// Starts at the tile's first column of B.
+    b: &'a [T],
+    rsb: usize,
+    csb: usize,
+    c: *mut T,
+    rsc: usize,
+}
+
+/// The reference kernel: row by row, `C[i,:] += (alpha·A[i,p])·B[p,:]`, which vectorises when
+/// B's rows are contiguous. Also the scalar reference the fast kernels are tested against.
+///
+/// # Safety
+/// See [`GemmScalar::tile_kernel`].
+unsafe fn portable_tile<T: GemmScalar>(t: &Tile<'_, T>) {
+    for i in 0..t.m {
+        // SAFETY: row `i` of the tile is `n` elements at `c + i·rsc`, owned by this call.
+        let c_row = unsafe { std::slice::from_raw_parts_mut(t.c.add(i * t.rsc), t.n) };
+        if t.beta == T::ZERO {
+            c_row.fill(T::ZERO);
+        } else if t.beta != T::ONE {
+            c_row.iter_mut().for_each(|v| *v = v.mul(t.beta));
+        }
+        for p in 0..t.k {
+            let a_ip = t.alpha.mul(t.a[i * t.rsa + p * t.csa]);
+            let b_row = &t.b[p * t.rsb..];
+            if t.csb == 1 {
+                for (c, &b) in c_row.iter_mut().zip(&b_row[..t.n]) {
+                    *c = c.add(a_ip.mul(b));
+                }
+            } else {
+                for (j, c) in c_row.iter_mut().enumerate() {
+                    *c = c.add(a_ip.mul(b_row[j * t.csb]));
+                }
+            }
+        }
+    }
+}
+
+macro_rules! float_scalar {
+    ($t:ty, $gemm:path) => {
+        impl GemmScalar for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            fn add(self, other: Self) -> Self {
+                self + other
+            }
+            fn mul(self, other: Self) -> Self {
+                self * other
+            }
+            unsafe fn tile_kernel(t: &Tile<'_, Self>) {
+                // SAFETY: the caller guarantees the strides stay inside `a`, `b` and the C tile
+                // (checked by `MatRef::new`/`MatMut::new`, and `isize`-sized); matrixmultiply
+                // does not read C when beta is zero.
+                unsafe {
+                    $gemm(
+                        t.m,
+                        t.k,
+                        t.n,
+                        t.alpha,
+                        t.a.as_ptr(),
+                        t.rsa as isize,
+                        t.csa as isize,
+                        t.b.as_ptr(),
+                        t.rsb as isize,
+                        t.csb as isize,
+                        t.beta,
+                        t.c,
+                        t.rsc as isize,
+                        1,
+                    )
+                }
+            }
+        }
+    };
+}
+
+float_scalar!(f32, matrixmultiply::sgemm);
+float_scalar!(f64, matrixmultiply::dgemm);
+
+macro_rules! int_scalar {
+    ($($t:ty),*) => {$(
+        impl GemmScalar for $t {
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+            fn add(self, other: Self) -> Self {
+                self.wrapping_add(other)
+            }
+            fn mul(self, other: Self) -> Self {
+                self.wrapping_mul(other)
+            }
+        }
+    )*};
+}
+
+int_scalar!(i8, u8, i16, u16, i32, u32, i64, u64);
+
+/// `C = alpha·A·B + beta·C`, then `epilogue`, on the current rayon pool.
+///
+/// When `beta` is zero C is write-only (its old contents, even NaN, are ignored). Shapes must
+/// agree (`A: m x k`, `B: k x n`, `C: m x n`) and the bias must have `m` (per row) or `n` (per
+/// column) values; otherwise an error is returned and C is untouched.
+pub fn gemm<T: GemmScalar>(
+    alpha: T,
+    a: Lhs<'_, T>,
+    b: Rhs<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+    epilogue: &Epilogue<'_, T>,
+) -> Result<(), OpError> {
+    let Lhs::Unpacked(a) = a;
+    let (m, k) = (a.rows, a.cols);
+    let (kb, n) = b.shape();
+    if kb != k || c.rows != m || c.cols != n {
+        return Err(OpError::invalid(format!(
+            "gemm: cannot multiply {m}x{k} by {kb}x{n} into {}x{}",
+            c.rows, c.cols
+        )));
+    }
+    match epilogue.bias {
+        Bias::PerRow(v) if v.len() != m => {
+            return Err(OpError::invalid(format!(
+                "gemm: {} row biases for {m} rows",
+                v.len()
+            )));
+        }
+        Bias::PerColumn(v) if v.len() != n => {
+            return Err(OpError::invalid(format!(
+                "gemm: {} column biases for {n} columns",
+                v.len()
+            )));
+        }
+        _ => {}
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if m == 1 || n == 1 {
+        let materialised;
+        let b = match b {
+            Rhs::Unpacked(b) => b,
+            Rhs::Virtual(v) => {
+                materialised = materialise(v);
+                MatRef::row_major(&materialised, k, n)?
+            }
+        };
+        gemv_case(alpha, a, b, beta, c, epilogue);
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads();
+    let materialised;
+    let ((m_parts, n_parts), b) = match b {
+        Rhs::Unpacked(b) => (partition(m, n, k, threads), Source::Matrix(b)),
+        Rhs::Virtual(v) => match partition_virtual(m, n, k, threads) {
+            // Splitting rows would make every part rebuild the same columns: build them once.
+            (m_parts, _) if m_parts > 1 => {
+                materialised = materialise(v);
+                let b = MatRef::row_major(&materialised, k, n)?;
+                (partition(m, n, k, threads), Source::Matrix(b))
+            }
+            parts => (parts, Source::Virtual(v)),
+        },
+    };
+    let job = Job {
+        alpha,
+        beta,
+        a,
+        b,
+        c: SendPtr(c.data.as_mut_ptr()),
+        rsc: c.row_stride,
+        epilogue,
+    };
+    let tile = |t: usize| job.run(part(m, m_parts, t / n_parts), part(n, n_parts, t % n_parts));
+    if m_parts * n_parts > 1
+        && threads > 1
+        && m.saturating_mul(n).saturating_mul(k) >= MIN_PARALLEL_MACS
+    {
+        (0..m_parts * n_parts).into_par_iter().for_each(tile);
+    } else {
+        (0..m_parts * n_parts).for_each(tile);
+    }
+    Ok(())
+}
+
+/// The whole of a virtual matrix, built in parallel by row blocks when large.
+fn materialise<T: GemmScalar>(v: &dyn VirtualMatrix<T>) -> Vec<T> {
+    let (k, n) = (v.rows(), v.cols());
+    let mut data = vec![T::ZERO; k * n];
+    if data.is_empty() {
+        return data;
+    }
+    let rows_per_task = (MIN_PARALLEL_MACS / 8 / n).max(1);
+    let fill = |(i, block): (usize, &mut [T])| {
+        let start = i * rows_per_task;
+        v.fill(start..start + block.len() / n, 0..n, block);
+    };
+    if rayon::current_num_threads() > 1 && k > rows_per_task {
+        data.par_chunks_mut(rows_per_task * n)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        fill((0, &mut data));
+    }
+    data
+}
+
+/// The matrix-vector cases (`m = 1` or `n = 1`), where packing for the blocked kernels would
+/// cost as much as the product: `C = alpha·xᵀ·M + beta·C` for a vector `x` and matrix `M`.
+fn gemv_case<T: GemmScalar>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+    e: &Epilogue<'_, T>,
+) {
+    let (m, n) = (a.rows, b.cols);
+    // m = 1: x is A's row and M is B. n = 1: x is B's column and M is Aᵀ.
+    let (x, x_stride, matrix) = if m == 1 {
+        (a.data, a.col_stride, b)
+    } else {
+        (b.data, b.row_stride, a.t())
+    };
+    let product = vector_matrix(x, x_stride, matrix);
+    // C's elements in order: one row of n (m = 1), or one column of m (n = 1).
+    let stride = if m == 1 { 1 } else { c.row_stride };
+    for (j, &p) in product.iter().enumerate() {
+        let cj = &mut c.data[j * stride];
+        let prior = if beta == T::ZERO {
+            T::ZERO
+        } else {
+            cj.mul(beta)
+        };
+        *cj = alpha.mul(p).add(prior);
+    }
+    if !e.is_identity() {
+        for i in 0..m {
+            apply_epilogue(e, &mut c.data[i * c.row_stride..][..n], i, 0..n);
+        }
+    }
+}
+
+/// `xᵀ·M` for `x` of `M.rows` elements `x_stride` apart. Memory-bound: each element of M is read
+/// once, from contiguous rows (axpy) or contiguous columns (dot products) when M has either.
+/// Parallel over column blocks when large.
+fn vector_matrix<T: GemmScalar>(x: &[T], x_stride: usize, m: MatRef<'_, T>) -> Vec<T> {
+    let (k, n) = (m.rows, m.cols);
+    let mut out = vec![T::ZERO; n];
+    let block = |(j0, out): (usize, &mut [T])| {
+        let x_at = |p: usize| x[p * x_stride];
+        if m.col_stride == 1 {
+            for p in 0..k {
+                let (xp, row) = (x_at(p), &m.data[p * m.row_stride + j0..][..out.len()]);
+                out.iter_mut()
+                    .zip(row)
+                    .for_each(|(o, &v)| *o = o.add(xp.mul(v)));
+            }
+        } else if m.row_stride == 1 && x_stride == 1 {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = dot(&x[..k], &m.data[(j0 + j) * m.col_stride..][..k]);
+            }
+        } else {
+            for (j, o) in out.iter_mut().enumerate() {
+                let col = (j0 + j) * m.col_stride;
+                *o = (0..k).fold(T::ZERO, |acc, p| {
+                    acc.add(x_at(p).mul(m.data[p * m.row_stride + col]))
+                });
+            }
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if threads > 1 && n * k >= MIN_PARALLEL_MACS && n >= 2 * GEMV_MIN_COLS {
+        let chunk = n.div_ceil(2 * threads).max(GEMV_MIN_COLS);
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| block((i * chunk, o)));
+    } else {
+        block((0, &mut out));
+    }
+    out
+}
+
+/// The smallest column block of a parallel matrix-vector product.
+const GEMV_MIN_COLS: usize = 64;
+
+/// A dot product with eight independent accumulators, so that it vectorises.
+fn dot<T: GemmScalar>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .fold(T::ZERO, |s, (&x, &y)| s.add(x.mul(y)));
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            acc[l] = acc[l].add(x[l].mul(y[l]));
+        }
+    }
+    acc.iter().fold(tail, |s, &v| s.add(v))
+}
+
+/// Below this many multiply-adds a GEMM runs on one thread (rayon's overhead would dominate).
+const MIN_PARALLEL_MACS: usize = 1 << 18;
+/// The smallest tile worth a task: each task repacks its share of A and B.
+const MIN_TILE_ROWS: usize = 16;
+const MIN_TILE_COLS: usize = 64;
+
+/// How many parts to split C's rows and columns into. Splitting rows makes every task repack
+/// all of B (`k·n`), splitting columns repacks A (`m·k`), so the longer side is split first.
+fn partition(m: usize, n: usize, k: usize, threads: usize) -> (usize, usize) {
+    let macs = m.saturating_mul(n).saturating_mul(k.max(1));
+    let tasks = threads.min(macs / (MIN_PARALLEL_MACS / 2));
+    if threads <= 1 || macs < MIN_PARALLEL_MACS || tasks <= 1 {
+        return (1, 1);
+    }
+    let (mut mp, mut np) = (1, 1);
+    while mp * np < tasks {
+        let (rows, cols) = (m / mp, n / np);
+        let can_split_rows = rows >= 2 * MIN_TILE_ROWS;
+        let can_split_cols = cols >= 2 * MIN_TILE_COLS;
+        if can_split_rows && (rows >= cols || !can_split_cols) {
+            mp *= 2;
+        } else if can_split_cols {
+            np *= 2;
+        } else {
+            break;
+        }
+    }
+    (mp, np)
+}
+
+/// A virtual block's columns are split down to this width before rows are split.
+const MIN_VIRTUAL_TILE_COLS: usize = 32;
+/// The most elements of a virtual B block one task builds (4 MiB of f32): bounds the memory a
+/// task holds while keeping blocks wide, since every block makes the kernel repack all of A.
+const VIRTUAL_BLOCK_ELEMENTS: usize = 1 << 20;
+
+/// Tiles for a virtual B: as few column blocks as the block size limit allows, split further
+/// (columns first: a row split makes each part rebuild the same block, see `gemm`) until every
+/// thread has work.
+fn partition_virtual(m: usize, n: usize, k: usize, threads: usize) -> (usize, usize) {
+    let block_cols = (VIRTUAL_BLOCK_ELEMENTS / k.max(1)).max(MIN_TILE_COLS);
+    let (mut mp, mut np) = (1, n.div_ceil(block_cols));
+    let macs = m.saturating_mul(n).saturating_mul(k.max(1));
+    let tasks = threads.min(macs / (MIN_PARALLEL_MACS / 2));
+    while mp * np < tasks {
+        if n / np >= 2 * MIN_VIRTUAL_TILE_COLS {
+            np *= 2;
+        } else if m / mp >= 2 * MIN_TILE_ROWS {
+            mp *= 2;
+        } else {
+            break;
+        }
+    }
+    (mp, np.min(n))
+}
+
+/// Part `i` of `len` split into `parts` nearly equal ranges.
+fn part(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    len * i / parts..len * (i + 1) / parts
+}
+
+/// C's base pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: tasks only dereference the pointer for disjoint tiles of C (see `Job::run`), and the
+// `&mut` borrow of C outlives every task because `gemm` joins them before returning.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+/// Where a task reads its columns of B.
+enum Source<'a, T> {
+    Matrix(MatRef<'a, T>),
+    Virtual(&'a dyn VirtualMatrix<T>),
+}
+
+struct Job<'a, T> {
+    alpha: T,
+    beta: T,
+    a: MatRef<'a, T>,
+    b: Source<'a, T>,
+    c: SendPtr<T>,
+    rsc: usize,
+    epilogue: &'a Epilogue<'a, T>,
+}
+
+impl<T: GemmScalar> Job<'_, T> {
+    /// Computes the tile of C at `rows x cols`. Tiles given to concurrent calls must not overlap.
+    fn run(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        if rows.is_empty() || cols.is_empty() {
+            return;
+        }
+        // SAFETY: `rows` and `cols` lie inside C, whose extent `MatMut::new` checked, so the
+        // offset stays in its allocation.
+        let c = unsafe { self.c.0.add(rows.start * self.rsc + cols.start) };
+        let block;
+        let (b, rsb, csb) = match &self.b {
+            Source::Matrix(b) => (b.tail_from_col(cols.start), b.row_stride, b.col_stride),
+            Source::Virtual(v) => {
+                let mut data = vec![T::ZERO; self.a.cols * cols.len()];
+                v.fill(0..self.a.cols, cols.clone(), &mut data);
+                block = data;
+                (&block[..], cols.len(), 1)
+            }
+        };
+        let tile = Tile {
+            m: rows.len(),
+            n: cols.len(),
+            k: self.a.cols,
+            alpha: self.alpha,
+            beta: self.beta,
+            a: self.a.tail_from_row(rows.start),
+            rsa: self.a.row_stride,
+            csa: self.a.col_stride,
+            b,
+            rsb,
+            csb,
+            c,
+            rsc: self.rsc,
+        };
+        // SAFETY: A and B extents were checked by `MatRef::new` (a virtual block is exactly
+        // `k x cols` with unit column stride); the C tile is in bounds (above) and disjoint from
+        // every other task's tile.
+        unsafe { T::tile_kernel(&tile) };
+        if !self.epilogue.is_identity() {
+            for i in 0..tile.m {
+                // SAFETY: one row of this task's tile, not aliased while the slice lives.
+                let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * self.rsc), tile.n) };
+                apply_epilogue(self.epilogue, row, rows.start + i, cols.clone());
+            }
+        }
+    }
+}
+
+/// Applies the bias and activation to `row`, the columns `cols` of C's row `i`.
+fn apply_epilogue<T: GemmScalar>(
+    e: &Epilogue<'_, T>,
+    row: &mut [T],
+    i: usize,
+    cols: std::ops::Range<usize>,
+) {
+    match e.bias {
+        Bias::None => {}
+        Bias::PerRow(bias) => {
+            let b = bias[i];
+            row.iter_mut().for_each(|v| *v = v.add(b));
+        }
+        Bias::PerColumn(bias) => {
+            for (v, &b) in row.iter_mut().zip(&bias[cols]) {
+                *v = v.add(b);
+            }
+        }
+    }
+    match e.activation {
+        Activation::Identity => {}
+        Activation::Relu => row.iter_mut().for_each(|v| {
+            if *v < T::ZERO {
+                *v = T::ZERO;
+            }
+        }),
+        Activation::Clip { min, max } => row.iter_mut().for_each(|v| {
+            if *v < min {
+                *v = min;
+            } else if *v > max {
+                *v = max;
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random sequence in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Plain triple loop in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &[f32],
+        b: &[f32],
+        beta: f32,
+        c: &[f32],
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                    .sum();
+                let prior = if beta == 0.0 {
+                    0.0
+                } else {
+                    beta as f64 * c[i * n + j] as f64
+                };
+                out[i * n + j] = (alpha as f64 * dot + prior) as f32;
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], k: usize) {
+        let tol = 1e-5 * (k as f32 + 1.0);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "at {i}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn f32_matches_reference_on_awkward_sizes() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 3),
+            (17, 7, 1000),
+            (1, 1000, 17),
+            (130, 300, 70),
+            (3, 5, 0),
+        ] {
+            let a = values(m * k, 1);
+            let b = values(k * n, 2);
+            let c0 = values(m * n, 3);
+            for &(alpha, beta) in &[(1.0, 0.0), (0.5, 1.0), (2.0, -0.5)] {
+                let mut c = c0.clone();
+                pool.install(|| {
+                    gemm(
+                        alpha,
+                        Lhs::Unpacked(MatRef::row_major(&a, m, k).unwrap()),
+                        Rhs::Unpacked(MatRef::row_major(&b, k, n).unwrap()),
+                        beta,
+                        MatMut::row_major(&mut c, m, n).unwrap(),
+                        &Epilogue::none(),
+                    )
+                })
+                .unwrap();
+                assert_close(&c, &reference(m, n, k, alpha, &a, &b, beta, &c0), k);
+            }
+        }
+    }
+
+    /// The product of strided views, in f64.
+    fn reference_views(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> Vec<f32> {
+        let at = |m: &MatRef<'_, f32>, i: usize, j: usize| {
+            m.data[i * m.row_stride + j * m.col_stride] as f64
+        };
+        let mut out = vec![0f32; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                out[i * b.cols + j] = (0..a.cols)
+                    .map(|p| at(&a, i, p) * at(&b, p, j))
+                    .sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn vector_cases_in_every_layout() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (1, 7, 17),
+            (1, 1000, 300),
+            (17, 1, 7),
+            (1000, 1, 300),
+            (1, 1, 1000),
+        ] {
+            let a_data = values(m * k, 5);
+            let b_data = values(k * n, 6);
+            fn layouts(data: &[f32], rows: usize, cols: usize) -> [MatRef<'_, f32>; 2] {
+                [
+                    MatRef::row_major(data, rows, cols).unwrap(),
+                    MatRef::row_major(data, cols, rows).unwrap().t(),
+                ]
+            }
+            for a in layouts(&a_data, m, k) {
+                for b in layouts(&b_data, k, n) {
+                    let mut c = vec![f32::NAN; m * n];
+                    pool.install(|| {
+                        gemm(
+                            1.0,
+                            Lhs::Unpacked(a),
+                            Rhs::Unpacked(b),
+                            0.0,
+                            MatMut::row_major(&mut c, m, n).unwrap(),
+                            &Epilogue::none(),
+                        )
+                    })
+                    .unwrap();
+                    assert_close(&c, &reference_views(a, b), k);
+                }
+            }
+        }
+        // alpha, beta and a strided C column with a bias.
+        let a = [1f32, 2.0, 3.0, 4.0];
+        let b = [10f32, 1.0];
+        let mut c = [1f32, -1.0, 2.0, -1.0];
+        gemm(
+            2.0,
+            Lhs::Unpacked(MatRef::row_major(&a, 2, 2).unwrap()),
+            Rhs::Unpacked(MatRef::row_major(&b, 2, 1).unwrap()),
+            3.0,
+            MatMut::new(&mut c, 2, 1, 2).unwrap(),
+            &Epilogue::with_bias(Bias::PerRow(&[100.0, 200.0])),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            [
+                2.0 * 12.0 + 3.0 + 100.0,
+                -1.0,
+                2.0 * 34.0 + 6.0 + 200.0,
+                -1.0
+            ]
+        );
+    }
+
+    /// A dense matrix served block by block, to test the virtual path against the plain one.
+    struct Blocks<'a>(MatRef<'a, f32>);
+
+    impl VirtualMatrix<f32> for Blocks<'_> {
+        fn rows(&self) -> usize {
+            self.0.rows
+        }
+        fn cols(&self) -> usize {
+            self.0.cols
+        }
+        fn fill(
+            &self,
+            rows: std::ops::Range<usize>,
+            cols: std::ops::Range<usize>,
+            out: &mut [f32],
+        ) {
+            let width = cols.len();
+            for (i, r) in rows.enumerate() {
+                for (j, c) in cols.clone().enumerate() {
+                    out[i * width + j] = self.0.data[r * self.0.row_stride + c * self.0.col_stride];
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn virtual_operand_matches_dense() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        // Wide (column blocks), narrow and tall (built once, rows split), vector, too deep for
+        // one block.
+        for &(m, n, k) in &[
+            (64, 3000, 100),
+            (512, 40, 300),
+            (1, 300, 50),
+            (20, 700, 5000),
+        ] {
+            let a = values(m * k, 7);
+            let b = values(k * n, 8);
+            let bias = values(m, 9);
+            let run = |rhs: Rhs<'_, f32>| {
+                let mut c = vec![0f32; m * n];
+                pool.install(|| {
+                    gemm(
+                        1.0,
+                        Lhs::Unpacked(MatRef::row_major(&a, m, k).unwrap()),
+                        rhs,
+                        0.0,
+                        MatMut::row_major(&mut c, m, n).unwrap(),
+                        &Epilogue::with_bias(Bias::PerRow(&bias)),
+                    )
+                })
+                .unwrap();
+                c
+            };
+            let dense = MatRef::row_major(&b, k, n).unwrap();
+            let want = run(Rhs::Unpacked(dense));
+            assert_close(&run(Rhs::Virtual(&Blocks(dense))), &want, k);
+        }
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_c() {
+        let a = [1f32, 2.0];
+        let b = [3f32, 4.0];
+        let mut c = [f32::NAN];
+        gemm(
+            1.0,
+            Lhs::Unpacked(MatRef::row_major(&a, 1, 2).unwrap()),
+            Rhs::Unpacked(MatRef::row_major(&b, 2, 1).unwrap()),
+            0.0,
+            MatMut::row_major(&mut c, 1, 1).unwrap(),
+            &Epilogue::none(),
+        )
+        .unwrap();
+        assert_eq!(c, [11.0]);
+    }
+
+    #[test]
+    fn transposed_views_and_epilogue() {
+        // A = [[1, 2], [3, 4]] stored transposed, B = I, bias per row and relu.
+        let a_t = [1f64, 3.0, 2.0, 4.0];
+        let b = [1f64, 0.0, 0.0, 1.0];
+        let mut c = [0f64; 4];
+        let bias = [-2.5, 0.0];
+        let a = MatRef::row_major(&a_t, 2, 2).unwrap().t();
+        gemm(
+            1.0,
+            Lhs::Unpacked(a),
+            Rhs::Unpacked(MatRef::row_major(&b, 2, 2).unwrap()),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2).unwrap(),
+            &Epilogue {
+                bias: Bias::PerRow(&bias),
+                activation: Activation::Relu,
+            },
+        )
+        .unwrap();
+        assert_eq!(c, [0.0, 0.0, 3.0, 4.0]);
+
+        let col_bias = [10.0, 20.0];
+        gemm(
+            1.0,
+            Lhs::Unpacked(a),
+            Rhs::Unpacked(MatRef::row_major(&b, 2, 2).unwrap()),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2).unwrap(),
+            &Epilogue {
+                bias: Bias::PerColumn(&col_bias),
+                activation: Activation::Clip {
+                    min: 0.0,
+                    max: 22.0,
+                },
+            },
+        )
+        .unwrap();
+        assert_eq!(c, [11.0, 22.0, 13.0, 22.0]);
+    }
+
+    #[test]
+    fn integers_wrap() {
+        let a = [200u8, 1];
+        let b = [2u8, 3];
+        let mut c = [0u8];
+        gemm(
+            1,
+            Lhs::Unpacked(MatRef::row_major(&a, 1, 2).unwrap()),
+            Rhs::Unpacked(MatRef::row_major(&b, 2, 1).unwrap()),
+            0,
+            MatMut::row_major(&mut c, 1, 1).unwrap(),
+            &Epilogue::none(),
+        )
+        .unwrap();
+        assert_eq!(c, [((400 + 3) % 256) as u8]);
+
+        let a: Vec<i64> = (0..6).collect();
+        let b: Vec<i64> = (0..6).collect();
+        let mut c = vec![1i64; 4];
+        // [[0,1,2],[3,4,5]] x [[0,1],[2,3],[4,5]] + C
+        gemm(
+            1,
+            Lhs::Unpacked(MatRef::row_major(&a, 2, 3).unwrap()),
+            Rhs::Unpacked(MatRef::row_major(&b, 3, 2).unwrap()),
+            1,
+            MatMut::row_major(&mut c, 2, 2).unwrap(),
+            &Epilogue::none(),
+        )
+        .unwrap();
+        assert_eq!(c, [11, 14, 29, 41]);
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let a = [0f32; 6];
+        assert!(MatRef::row_major(&a, 2, 4).is_err());
+        assert!(MatRef::new(&a, 2, 3, 3, 1).is_ok());
+        let mut c = [0f32; 4];
+        let r = gemm(
+            1.0,
+            Lhs::Unpacked(MatRef::row_major(&a, 2, 3).unwrap()),
+            Rhs::Unpacked(MatRef::row_major(&a, 2, 3).unwrap()),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2).unwrap(),
+            &Epilogue::none(),
+        );
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn partition_prefers_the_long_side() {
+        assert_eq!(partition(8, 8, 8, 16), (1, 1));
+        assert_eq!(partition(64, 50176, 576, 16).0, 1);
+        let (mp, np) = partition(4096, 64, 512, 8);
+        assert!(mp >= 8 && np == 1, "{mp} {np}");
+    }
+}

@@ -1,5 +1,1519 @@
-//! (to be written)
+//! Convolutions: Conv, ConvTranspose, ConvInteger, DeformConv; and the sliding-window geometry (padding,
+//! output sizes, [`Sampling`]) that the pooling ops share.
+//!
+//! Conv lowers to GEMM: for each batch item and group, `Y_g = W_g · im2col(X_g)` with the bias
+//! fused into the GEMM epilogue; a 1x1, stride-1, unpadded conv multiplies X directly.
+//! ConvTranspose is the adjoint: `col = W_gᵀ · X_g`, then col2im scatters `col` into Y.
+//! Work is parallel over (batch item, group) pairs, and within one pair the im2col/col2im and
+//! GEMM split further on the rayon pool.
 
-use crate::Registry;
+use rayon::prelude::*;
+use runnx_ir::{shape_len, DataType, Tensor, Value};
 
-pub(crate) fn register(_reg: &mut Registry) {}
+use super::matmul::widen_8bit;
+use super::norm::{FloatKind, Real};
+use std::ops::Range;
+
+use crate::kernels::gemm::{
+    gemm, Bias, Epilogue, GemmScalar, Lhs, MatMut, MatRef, Rhs, VirtualMatrix,
+};
+use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
+
+pub(crate) fn register(reg: &mut Registry) {
+    reg.add_versions("", "Conv", &[1, 11, 22], build_conv);
+    reg.add_versions("", "ConvTranspose", &[1, 11, 22], build_conv_transpose);
+    reg.add("", "ConvInteger", 10, build_conv_integer);
+    reg.add_versions("", "DeformConv", &[19, 22], build_deform_conv);
+}
+
+/// Below this many elements, im2col/col2im and small loops stay on one thread.
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
+// ---------------------------------------------------------------------------------------------
+// Window geometry, shared with pooling.
+
+/// The `auto_pad` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AutoPad {
+    NotSet,
+    SameUpper,
+    SameLower,
+    Valid,
+}
+
+/// The window attributes of conv and pooling ops, as parsed at build time. Lengths are checked
+/// against the spatial rank when the input shape is known.
+#[derive(Clone, Debug)]
+pub(super) struct WindowAttrs {
+    pub(super) kernel_shape: Option<Vec<usize>>,
+    strides: Option<Vec<usize>>,
+    dilations: Option<Vec<usize>>,
+    pads: Option<Vec<usize>>,
+    pub(super) auto_pad: AutoPad,
+}
+
+/// Strides, dilations and explicit pads per spatial axis, defaults filled in.
+pub(super) struct AxisParams {
+    pub(super) strides: Vec<usize>,
+    pub(super) dilations: Vec<usize>,
+    pub(super) pads_begin: Vec<usize>,
+    pub(super) pads_end: Vec<usize>,
+}
+
+/// A list of non-negative (or, with `min` 1, positive) integers from an attribute.
+fn dims_attr(info: &NodeInfo, name: &str, min: i64) -> Result<Option<Vec<usize>>, OpError> {
+    let Some(values) = info.attr_ints_opt(name)? else {
+        return Ok(None);
+    };
+    values
+        .iter()
+        .map(|&v| {
+            if v < min {
+                Err(OpError::attribute(
+                    name,
+                    format!("values must be >= {min}, got {values:?}"),
+                ))
+            } else {
+                usize::try_from(v)
+                    .map_err(|_| OpError::attribute(name, format!("{v} is too large")))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+impl WindowAttrs {
+    pub(super) fn parse(info: &NodeInfo) -> Result<WindowAttrs, OpError> {
+        let auto_pad = match info.attr_string("auto_pad", "NOTSET")?.as_str() {
+            "NOTSET" | "" => AutoPad::NotSet,
+            "SAME_UPPER" => AutoPad::SameUpper,
+            "SAME_LOWER" => AutoPad::SameLower,
+            "VALID" => AutoPad::Valid,
+            other => {
+                return Err(OpError::attribute(
+                    "auto_pad",
+                    format!("unknown value '{other}'"),
+                ))
+            }
+        };
+        Ok(WindowAttrs {
+            kernel_shape: dims_attr(info, "kernel_shape", 1)?,
+            strides: dims_attr(info, "strides", 1)?,
+            dilations: dims_attr(info, "dilations", 1)?,
+            pads: dims_attr(info, "pads", 0)?,
+            auto_pad,
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn for_tests(
+        kernel: &[usize],
+        strides: &[usize],
+        pads: &[usize],
+        auto_pad: AutoPad,
+    ) -> WindowAttrs {
+        WindowAttrs {
+            kernel_shape: Some(kernel.to_vec()),
+            strides: Some(strides.to_vec()),
+            dilations: None,
+            pads: Some(pads.to_vec()),
+            auto_pad,
+        }
+    }
+
+    /// Strides, dilations and explicit pads (begin, end) for `rank` spatial dims.
+    pub(super) fn per_axis(&self, rank: usize) -> Result<AxisParams, OpError> {
+        let list = |name: &str, v: &Option<Vec<usize>>, len: usize, default: usize| match v {
+            None => Ok(vec![default; len]),
+            Some(v) if v.is_empty() => Ok(vec![default; len]),
+            Some(v) if v.len() == len => Ok(v.clone()),
+            Some(v) => Err(OpError::attribute(
+                name,
+                format!("has {} values for {rank} spatial dims", v.len()),
+            )),
+        };
+        let strides = list("strides", &self.strides, rank, 1)?;
+        let dilations = list("dilations", &self.dilations, rank, 1)?;
+        let pads = list("pads", &self.pads, 2 * rank, 0)?;
+        let (begin, end) = pads.split_at(rank);
+        Ok(AxisParams {
+            strides,
+            dilations,
+            pads_begin: begin.to_vec(),
+            pads_end: end.to_vec(),
+        })
+    }
+
+    /// The kernel shape: the attribute if given (checked against `from_weights` when known).
+    pub(super) fn kernel(&self, from_weights: Option<&[usize]>) -> Result<Vec<usize>, OpError> {
+        let kernel = match (&self.kernel_shape, from_weights) {
+            (Some(k), Some(w)) if k.as_slice() != w => {
+                return Err(OpError::attribute(
+                    "kernel_shape",
+                    format!("{k:?} does not match the weights' spatial shape {w:?}"),
+                ))
+            }
+            (Some(k), _) => k.clone(),
+            (None, Some(w)) => w.to_vec(),
+            (None, None) => return Err(OpError::attribute("kernel_shape", "is required")),
+        };
+        if kernel.contains(&0) {
+            return Err(OpError::invalid(format!("empty kernel {kernel:?}")));
+        }
+        Ok(kernel)
+    }
+
+    /// The forward (conv/pool) window over `input` spatial dims: output size and padding.
+    /// `ceil_mode` (pooling) rounds the output size up, dropping windows that would start in
+    /// the end padding.
+    pub(super) fn resolve(
+        &self,
+        input: &[usize],
+        kernel: &[usize],
+        ceil_mode: bool,
+    ) -> Result<Window, OpError> {
+        let rank = input.len();
+        if rank == 0 {
+            return Err(OpError::invalid("expected at least one spatial dimension"));
+        }
+        if kernel.len() != rank {
+            return Err(OpError::invalid(format!(
+                "kernel shape {kernel:?} does not match {rank} spatial dims"
+            )));
+        }
+        let AxisParams {
+            strides,
+            dilations,
+            mut pads_begin,
+            mut pads_end,
+        } = self.per_axis(rank)?;
+        let mut output = Vec::with_capacity(rank);
+        for d in 0..rank {
+            let (i, s) = (input[d], strides[d]);
+            let extent = (kernel[d] - 1) * dilations[d] + 1;
+            let o = match self.auto_pad {
+                AutoPad::SameUpper | AutoPad::SameLower => {
+                    let o = i.div_ceil(s);
+                    let total = ((o.max(1) - 1) * s + extent).saturating_sub(i);
+                    let small = total / 2;
+                    (pads_begin[d], pads_end[d]) = if self.auto_pad == AutoPad::SameUpper {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
+                    o
+                }
+                AutoPad::Valid | AutoPad::NotSet => {
+                    if self.auto_pad == AutoPad::Valid {
+                        (pads_begin[d], pads_end[d]) = (0, 0);
+                    }
+                    let padded = i + pads_begin[d] + pads_end[d];
+                    if padded < extent {
+                        return Err(OpError::invalid(format!(
+                            "window of extent {extent} is larger than padded input {padded} on spatial axis {d}"
+                        )));
+                    }
+                    let span = padded - extent;
+                    if ceil_mode && self.auto_pad == AutoPad::NotSet {
+                        let mut o = span.div_ceil(s) + 1;
+                        if (o - 1) * s >= i + pads_begin[d] {
+                            o -= 1;
+                        }
+                        o
+                    } else {
+                        span / s + 1
+                    }
+                }
+            };
+            output.push(o);
+        }
+        Ok(Window {
+            input: input.to_vec(),
+            output,
+            kernel: kernel.to_vec(),
+            strides,
+            dilations,
+            pads_begin,
+            pads_end,
+        })
+    }
+}
+
+/// A resolved sliding window over the spatial dims.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Window {
+    pub(super) input: Vec<usize>,
+    pub(super) output: Vec<usize>,
+    pub(super) kernel: Vec<usize>,
+    pub(super) strides: Vec<usize>,
+    pub(super) dilations: Vec<usize>,
+    pub(super) pads_begin: Vec<usize>,
+    pub(super) pads_end: Vec<usize>,
+}
+
+impl Window {
+    /// Output positions sweep, input plane sampled (conv, pooling).
+    pub(super) fn forward(&self) -> Sampling {
+        Sampling::new(&self.output, &self.input, self)
+    }
+}
+
+/// How each kernel offset maps sweep positions to plane positions, per spatial dim:
+/// `plane = sweep·stride + offset·dilation - pad_begin`. For Conv and pooling the sweep is the
+/// output and the plane the input; for ConvTranspose it is the other way round.
+///
+/// For a kernel offset, [`Sampling::for_each_run`] yields the in-bounds positions as runs along
+/// the last dim: contiguous in the sweep, `stride` apart in the plane. Kernels then process
+/// whole runs (copy, max, add) instead of computing a multi-dim index per element.
+pub(super) struct Sampling {
+    sweep: Vec<usize>,
+    plane: Vec<usize>,
+    kernel: Vec<usize>,
+    strides: Vec<usize>,
+    sweep_strides: Vec<usize>,
+    plane_strides: Vec<usize>,
+    /// Every kernel offset's per-dim position, row-major, `rank` values each.
+    offsets: Vec<usize>,
+    /// For every kernel offset and dim (same layout): the sweep positions whose sample is inside
+    /// the plane, and the plane position sampled at the first of them.
+    valid: Vec<(Range<usize>, usize)>,
+}
+
+/// The sweep positions `o < sweep` whose sample `o·stride + shift - pad` lies in `0..plane`.
+fn valid_range(
+    shift: usize,
+    pad: usize,
+    stride: usize,
+    plane: usize,
+    sweep: usize,
+) -> Range<usize> {
+    let (s, shift) = (stride as i64, shift as i64 - pad as i64);
+    let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
+    let hi = (plane as i64 - shift).max(0);
+    let hi = ((hi + s - 1) / s).min(sweep as i64);
+    (lo.min(hi) as usize)..(hi as usize)
+}
+
+/// `len` positions: sweep `sweep..sweep+len`, plane `plane, plane+step, ...`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Run {
+    pub(super) sweep: usize,
+    pub(super) plane: usize,
+    pub(super) len: usize,
+    pub(super) step: usize,
+}
+
+impl Sampling {
+    pub(super) fn new(sweep: &[usize], plane: &[usize], w: &Window) -> Sampling {
+        let rank = w.kernel.len();
+        let mut offsets = Vec::with_capacity(shape_len(&w.kernel) * rank);
+        for mut k in 0..shape_len(&w.kernel) {
+            let start = offsets.len();
+            offsets.resize(start + rank, 0);
+            for d in (0..rank).rev() {
+                offsets[start + d] = k % w.kernel[d];
+                k /= w.kernel[d];
+            }
+        }
+        let valid = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let d = i % rank;
+                let range = valid_range(
+                    k * w.dilations[d],
+                    w.pads_begin[d],
+                    w.strides[d],
+                    plane[d],
+                    sweep[d],
+                );
+                let first = range.start * w.strides[d] + k * w.dilations[d];
+                // Only meaningful (and only used) when the range is not empty.
+                (range, first.saturating_sub(w.pads_begin[d]))
+            })
+            .collect();
+        Sampling {
+            sweep: sweep.to_vec(),
+            plane: plane.to_vec(),
+            kernel: w.kernel.clone(),
+            strides: w.strides.clone(),
+            sweep_strides: runnx_ir::strides_of(sweep).to_vec(),
+            plane_strides: runnx_ir::strides_of(plane).to_vec(),
+            offsets,
+            valid,
+        }
+    }
+
+    pub(super) fn kernel_len(&self) -> usize {
+        shape_len(&self.kernel)
+    }
+
+    pub(super) fn sweep_len(&self) -> usize {
+        shape_len(&self.sweep)
+    }
+
+    pub(super) fn plane_len(&self) -> usize {
+        shape_len(&self.plane)
+    }
+
+    /// The per-dim kernel offset of flat kernel index `k` (row-major).
+    pub(super) fn kernel_offset(&self, k: usize) -> &[usize] {
+        let rank = self.kernel.len();
+        &self.offsets[k * rank..][..rank]
+    }
+
+    /// Calls `f` with every in-bounds run of flat kernel offset `k` (see the type's docs).
+    pub(super) fn for_each_run(&self, k: usize, f: &mut impl FnMut(Run)) {
+        self.visit(k, 0, 0, 0, &(0..self.sweep_len()), f);
+    }
+
+    /// [`Sampling::for_each_run`] restricted to the sweep positions in `within` (flat indices).
+    fn for_each_run_in(&self, k: usize, within: &Range<usize>, f: &mut impl FnMut(Run)) {
+        self.visit(k, 0, 0, 0, within, f);
+    }
+
+    fn visit(
+        &self,
+        k: usize,
+        d: usize,
+        sweep_base: usize,
+        plane_base: usize,
+        within: &Range<usize>,
+        f: &mut impl FnMut(Run),
+    ) {
+        let rank = self.sweep.len();
+        let (range, first_plane) = &self.valid[k * rank + d];
+        let s = self.strides[d];
+        let plane_at = |o: usize| first_plane + (o - range.start) * s;
+        if d + 1 == rank {
+            let lo = (sweep_base + range.start).max(within.start);
+            let hi = (sweep_base + range.end).min(within.end);
+            if lo < hi {
+                f(Run {
+                    sweep: lo,
+                    plane: plane_base + plane_at(lo - sweep_base),
+                    len: hi - lo,
+                    step: s,
+                });
+            }
+            return;
+        }
+        let span = self.sweep_strides[d];
+        for o in range.clone() {
+            let start = sweep_base + o * span;
+            if start + span <= within.start {
+                continue;
+            }
+            if start >= within.end {
+                break;
+            }
+            let plane = plane_base + plane_at(o) * self.plane_strides[d];
+            self.visit(k, d + 1, start, plane, within, f);
+        }
+    }
+
+    /// Columns `cols` of row `k` of the im2col matrix of one input plane: for each sweep
+    /// position, the plane value kernel offset `k` samples there, or zero in the padding.
+    fn gather_row<T: GemmScalar>(&self, plane: &[T], k: usize, cols: &Range<usize>, row: &mut [T]) {
+        // Runs come in increasing sweep order: zero the gaps between them as we go.
+        let mut filled = 0;
+        self.for_each_run_in(k, cols, &mut |r| {
+            let at = r.sweep - cols.start;
+            row[filled..at].fill(T::ZERO);
+            filled = at + r.len;
+            let dst = &mut row[at..filled];
+            if r.step == 1 {
+                dst.copy_from_slice(&plane[r.plane..r.plane + r.len]);
+            } else {
+                dst.iter_mut()
+                    .zip(plane[r.plane..].iter().step_by(r.step))
+                    .for_each(|(d, &s)| *d = s);
+            }
+        });
+        row[filled..].fill(T::ZERO);
+    }
+
+    /// Adds `weight ×` the plane values kernel offset `k` samples to `out` (one value per sweep
+    /// position; padding contributes nothing).
+    fn accumulate_row<T: GemmScalar>(&self, plane: &[T], k: usize, weight: T, out: &mut [T]) {
+        self.for_each_run(k, &mut |r| {
+            let dst = &mut out[r.sweep..r.sweep + r.len];
+            if r.step == 1 {
+                let src = &plane[r.plane..r.plane + r.len];
+                dst.iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &s)| *d = d.add(weight.mul(s)));
+            } else {
+                dst.iter_mut()
+                    .zip(plane[r.plane..].iter().step_by(r.step))
+                    .for_each(|(d, &s)| *d = d.add(weight.mul(s)));
+            }
+        });
+    }
+
+    /// The adjoint of [`Sampling::gather_row`]: adds `row` into the plane positions kernel
+    /// offset `k` samples.
+    fn scatter_add_row<T: GemmScalar>(&self, row: &[T], k: usize, plane: &mut [T]) {
+        self.for_each_run(k, &mut |r| {
+            let src = &row[r.sweep..r.sweep + r.len];
+            for (s, d) in src.iter().zip(plane[r.plane..].iter_mut().step_by(r.step)) {
+                *d = d.add(*s);
+            }
+        });
+    }
+}
+
+/// The im2col matrix of one group's `channels` input planes, as a GEMM operand built block by
+/// block: one row per (channel, kernel offset), one column per output position.
+struct Im2Col<'a, T> {
+    x: &'a [T],
+    channels: usize,
+    sampling: &'a Sampling,
+}
+
+impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
+    fn rows(&self) -> usize {
+        self.channels * self.sampling.kernel_len()
+    }
+
+    fn cols(&self) -> usize {
+        self.sampling.sweep_len()
+    }
+
+    fn fill(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [T]) {
+        let (kernel_len, plane_len) = (self.sampling.kernel_len(), self.sampling.plane_len());
+        if cols.is_empty() {
+            return;
+        }
+        for (r, row) in rows.zip(out.chunks_mut(cols.len())) {
+            let plane = &self.x[(r / kernel_len) * plane_len..][..plane_len];
+            self.sampling.gather_row(plane, r % kernel_len, &cols, row);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conv
+
+/// Checked dims of a conv: `x` is `[N, C, in...]`, `w` is `[M, C/group, k...]` (Conv) or
+/// `[C, M/group, k...]` (ConvTranspose).
+struct ConvDims {
+    batch: usize,
+    in_channels: usize,
+    out_channels: usize,
+    group: usize,
+}
+
+impl ConvDims {
+    fn new(x: &[usize], w: &[usize], group: usize, transposed: bool) -> Result<ConvDims, OpError> {
+        if x.len() < 3 {
+            return Err(OpError::input(
+                0,
+                format!("expected [N, C, spatial...], got shape {x:?}"),
+            ));
+        }
+        if w.len() != x.len() {
+            return Err(OpError::input(
+                1,
+                format!("weights of shape {w:?} do not match input rank {}", x.len()),
+            ));
+        }
+        let (in_channels, out_channels) = if transposed {
+            (w[0], w[1] * group)
+        } else {
+            (w[1] * group, w[0])
+        };
+        if x[1] != in_channels {
+            return Err(OpError::invalid(format!(
+                "input has {} channels, weights {w:?} with group {group} expect {in_channels}",
+                x[1]
+            )));
+        }
+        if out_channels % group != 0 || in_channels % group != 0 {
+            return Err(OpError::invalid(format!(
+                "channels ({in_channels} in, {out_channels} out) are not divisible by group {group}"
+            )));
+        }
+        Ok(ConvDims {
+            batch: x[0],
+            in_channels,
+            out_channels,
+            group,
+        })
+    }
+}
+
+fn parse_group(info: &NodeInfo) -> Result<usize, OpError> {
+    positive_attr(info, "group")
+}
+
+/// A positive integer attribute defaulting to 1.
+fn positive_attr(info: &NodeInfo, name: &str) -> Result<usize, OpError> {
+    let value = info.attr_int(name, 1)?;
+    usize::try_from(value)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| OpError::attribute(name, format!("must be >= 1, got {value}")))
+}
+
+/// `Y = conv(X, W) + B` for `T` (f32, f64, or i32 for ConvInteger); `x` is `[N, C, in...]`,
+/// `w` `[M, C/group, k...]`, `bias` `[M]`. Returns `[N, M, out...]` in row-major order.
+fn conv_forward<T: GemmScalar>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    dims: &ConvDims,
+    window: &Window,
+) -> Result<Vec<T>, OpError> {
+    let sampling = window.forward();
+    let (in_plane, out_plane, kernel_len) = (
+        sampling.plane_len(),
+        sampling.sweep_len(),
+        sampling.kernel_len(),
+    );
+    let (cg, mg) = (
+        dims.in_channels / dims.group,
+        dims.out_channels / dims.group,
+    );
+    let k_dim = cg * kernel_len;
+    let pointwise = kernel_len == 1
+        && window.strides.iter().all(|&s| s == 1)
+        && window
+            .pads_begin
+            .iter()
+            .chain(&window.pads_end)
+            .all(|&p| p == 0);
+    let mut y = vec![T::ZERO; dims.batch * dims.out_channels * out_plane];
+    if y.is_empty() {
+        return Ok(y);
+    }
+    let task = |(task, y_g): (usize, &mut [T])| -> Result<(), OpError> {
+        let (n, g) = (task / dims.group, task % dims.group);
+        let x_g = &x[(n * dims.in_channels + g * cg) * in_plane..][..cg * in_plane];
+        let w_g = MatRef::row_major(&w[g * mg * k_dim..][..mg * k_dim], mg, k_dim)?;
+        let epilogue = Epilogue::with_bias(match bias {
+            Some(b) => Bias::PerRow(&b[g * mg..][..mg]),
+            None => Bias::None,
+        });
+        if cg == 1 && !pointwise {
+            // Depthwise: each output channel sums kernel_len shifted copies of one plane; an
+            // im2col matrix and a one-row GEMM would cost more than the arithmetic.
+            for (oc, out) in y_g.chunks_mut(out_plane).enumerate() {
+                let m = g * mg + oc;
+                out.fill(bias.map_or(T::ZERO, |b| b[m]));
+                for k in 0..kernel_len {
+                    sampling.accumulate_row(x_g, k, w[m * kernel_len + k], out);
+                }
+            }
+            return Ok(());
+        }
+        let out = MatMut::row_major(y_g, mg, out_plane)?;
+        if pointwise {
+            let x_g = MatRef::row_major(x_g, cg, in_plane)?;
+            gemm(
+                T::ONE,
+                Lhs::Unpacked(w_g),
+                Rhs::Unpacked(x_g),
+                T::ZERO,
+                out,
+                &epilogue,
+            )
+        } else {
+            let col = Im2Col {
+                x: x_g,
+                channels: cg,
+                sampling: &sampling,
+            };
+            gemm(
+                T::ONE,
+                Lhs::Unpacked(w_g),
+                Rhs::Virtual(&col),
+                T::ZERO,
+                out,
+                &epilogue,
+            )
+        }
+    };
+    let chunk = mg * out_plane;
+    if dims.batch * dims.group > 1 && y.len() * k_dim.max(1) >= PARALLEL_ELEMENTS {
+        y.par_chunks_mut(chunk).enumerate().try_for_each(task)?;
+    } else {
+        y.chunks_mut(chunk).enumerate().try_for_each(task)?;
+    }
+    Ok(y)
+}
+
+/// ONNX `Conv`, opsets 1, 11 and 22 (bfloat16): N-D convolution with groups (depthwise
+/// included), strides, dilations, explicit or automatic padding and an optional bias. float16
+/// and bfloat16 compute in f32. A constant filter is converted to the compute type once, when
+/// the session is built (where prepacking for the GEMM kernels will also happen).
+struct Conv {
+    window: WindowAttrs,
+    group: usize,
+    /// The filter in the compute type, when it is a constant.
+    filter: Option<Tensor>,
+}
+
+/// A constant filter converted to the type the op computes in (f32 for float16/bfloat16).
+fn prepare_filter(w: Option<&Tensor>) -> Result<Option<Tensor>, OpError> {
+    let Some(w) = w else { return Ok(None) };
+    Ok(Some(match FloatKind::of(w.dtype(), 1)? {
+        FloatKind::F32 if w.dtype() != DataType::Float => {
+            f32::to_tensor(f32::read(w, 1)?.into_owned(), DataType::Float, w.shape())?
+        }
+        _ => w.clone(),
+    }))
+}
+
+fn build_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(Conv {
+        window: WindowAttrs::parse(info)?,
+        group: parse_group(info)?,
+        filter: prepare_filter(info.constant(1))?,
+    }))
+}
+
+impl Conv {
+    fn run_as<R: Real>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+    ) -> Result<Tensor, OpError> {
+        let dims = ConvDims::new(x.shape(), w.shape(), self.group, false)?;
+        let kernel = self.window.kernel(Some(&w.shape()[2..]))?;
+        let window = self.window.resolve(&x.shape()[2..], &kernel, false)?;
+        let bias = b.map(|b| R::read(b, 2)).transpose()?;
+        if let Some(bias) = &bias {
+            if bias.len() != dims.out_channels {
+                return Err(OpError::input(
+                    2,
+                    format!(
+                        "{} biases for {} output channels",
+                        bias.len(),
+                        dims.out_channels
+                    ),
+                ));
+            }
+        }
+        let filter = self.filter.as_ref().unwrap_or(w);
+        let y = conv_forward(
+            &R::read(x, 0)?,
+            &R::read(filter, 1)?,
+            bias.as_deref(),
+            &dims,
+            &window,
+        )?;
+        let mut shape = vec![dims.batch, dims.out_channels];
+        shape.extend_from_slice(&window.output);
+        R::to_tensor(y, x.dtype(), &shape)
+    }
+}
+
+impl Kernel for Conv {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let (x, w, b) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.opt_tensor(2)?);
+        if w.dtype() != x.dtype() {
+            return Err(OpError::input(
+                1,
+                format!("expected {}, got {}", x.dtype(), w.dtype()),
+            ));
+        }
+        let y = match FloatKind::of(x.dtype(), 0)? {
+            FloatKind::F32 => self.run_as::<f32>(x, w, b)?,
+            FloatKind::F64 => self.run_as::<f64>(x, w, b)?,
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeformConv
+
+/// The most spatial dims DeformConv supports (its interpolation keeps per-dim state on the
+/// stack).
+const DEFORM_MAX_RANK: usize = 4;
+
+/// ONNX `DeformConv`, opsets 19 and 22 (bfloat16): Conv whose kernel samples the input at
+/// positions moved by learned, per-output-position `offset`s (multilinear interpolation, zero
+/// outside the input, as GridSample with `align_corners=1`), each sample weighted by the
+/// optional `mask`. Input channels share offsets in `offset_group` groups. Lowered to GEMM
+/// over a deformed im2col matrix, per (batch item, group).
+struct DeformConv {
+    window: WindowAttrs,
+    group: usize,
+    offset_group: usize,
+}
+
+fn build_deform_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(DeformConv {
+        window: WindowAttrs::parse(info)?,
+        group: parse_group(info)?,
+        offset_group: positive_attr(info, "offset_group")?,
+    }))
+}
+
+/// Multilinear interpolation of `plane` (dims `dims`, row-major `strides`) at `pos`; corners
+/// outside the plane count as zero.
+fn interpolate<R: Real>(plane: &[R], dims: &[usize], strides: &[usize], pos: &[R]) -> R {
+    let rank = dims.len();
+    let mut floor = [0i64; DEFORM_MAX_RANK];
+    let mut frac = [R::zero(); DEFORM_MAX_RANK];
+    for d in 0..rank {
+        let p = pos[d];
+        if !(p > -R::one() && p < R::from_usize(dims[d]).unwrap_or_else(R::nan)) {
+            return R::zero();
+        }
+        let f = p.floor();
+        floor[d] = f.to_i64().unwrap_or(-1);
+        frac[d] = p - f;
+    }
+    let mut sum = R::zero();
+    for corner in 0..1usize << rank {
+        let (mut weight, mut index, mut inside) = (R::one(), 0, true);
+        for d in 0..rank {
+            let up = corner >> d & 1 == 1;
+            let i = floor[d] + i64::from(up);
+            inside &= i >= 0 && (i as usize) < dims[d];
+            weight = weight * if up { frac[d] } else { R::one() - frac[d] };
+            index += i.max(0) as usize * strides[d];
+        }
+        if inside {
+            sum = sum + weight * plane[index];
+        }
+    }
+    sum
+}
+
+impl DeformConv {
+    fn run_as<R: Real>(&self, inputs: &Inputs) -> Result<Tensor, OpError> {
+        let (xt, wt, offset_t) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.tensor(2)?);
+        let dims = ConvDims::new(xt.shape(), wt.shape(), self.group, false)?;
+        let kernel = self.window.kernel(Some(&wt.shape()[2..]))?;
+        let window = self.window.resolve(&xt.shape()[2..], &kernel, false)?;
+        let rank = kernel.len();
+        if rank > DEFORM_MAX_RANK {
+            return Err(OpError::unsupported(format!(
+                "DeformConv supports up to {DEFORM_MAX_RANK} spatial dims, got {rank}"
+            )));
+        }
+        if dims.in_channels % self.offset_group != 0 {
+            return Err(OpError::attribute(
+                "offset_group",
+                format!(
+                    "{} does not divide {} channels",
+                    self.offset_group, dims.in_channels
+                ),
+            ));
+        }
+        let kernel_len = shape_len(&kernel);
+        let mut per_sample = vec![dims.batch, self.offset_group * kernel_len * rank];
+        per_sample.extend_from_slice(&window.output);
+        if offset_t.shape() != per_sample {
+            return Err(OpError::input(
+                2,
+                format!(
+                    "expected offsets of shape {per_sample:?}, got {:?}",
+                    offset_t.shape()
+                ),
+            ));
+        }
+        per_sample[1] = self.offset_group * kernel_len;
+        let mask = match inputs.opt_tensor(4)? {
+            Some(t) if t.shape() != per_sample => {
+                return Err(OpError::input(
+                    4,
+                    format!(
+                        "expected a mask of shape {per_sample:?}, got {:?}",
+                        t.shape()
+                    ),
+                ))
+            }
+            Some(t) => Some(R::read(t, 4)?),
+            None => None,
+        };
+        let bias = inputs.opt_tensor(3)?.map(|b| R::read(b, 3)).transpose()?;
+        if bias.as_ref().is_some_and(|b| b.len() != dims.out_channels) {
+            return Err(OpError::input(
+                3,
+                format!("expected {} biases", dims.out_channels),
+            ));
+        }
+        let (x, w, offset) = (R::read(xt, 0)?, R::read(wt, 1)?, R::read(offset_t, 2)?);
+
+        let (in_plane, out_plane) = (shape_len(&window.input), shape_len(&window.output));
+        let in_strides = runnx_ir::strides_of(&window.input);
+        let sampling = window.forward();
+        // Each output position's kernel origin, per dim: `o·stride - pad_begin`.
+        let origin: Vec<R> = (0..out_plane)
+            .flat_map(|mut o| {
+                let mut coords = [R::zero(); DEFORM_MAX_RANK];
+                for d in (0..rank).rev() {
+                    let i = o % window.output[d];
+                    o /= window.output[d];
+                    coords[d] = R::from_usize(i * window.strides[d]).unwrap_or_else(R::nan)
+                        - R::from_usize(window.pads_begin[d]).unwrap_or_else(R::nan);
+                }
+                coords.into_iter().take(rank)
+            })
+            .collect();
+        let (cg, mg) = (
+            dims.in_channels / dims.group,
+            dims.out_channels / dims.group,
+        );
+        let per_offset_group = dims.in_channels / self.offset_group;
+        let mut shape = vec![dims.batch, dims.out_channels];
+        shape.extend_from_slice(&window.output);
+        let mut y = vec![R::zero(); shape_len(&shape)];
+        if y.is_empty() {
+            return R::to_tensor(y, xt.dtype(), &shape);
+        }
+        let task = |(task, y_g): (usize, &mut [R])| -> Result<(), OpError> {
+            let (n, g) = (task / dims.group, task % dims.group);
+            let mut col = vec![R::zero(); cg * kernel_len * out_plane];
+            let fill = |(row, out): (usize, &mut [R])| {
+                let (c, k) = (g * cg + row / kernel_len, row % kernel_len);
+                let og = c / per_offset_group;
+                let plane = &x[(n * dims.in_channels + c) * in_plane..][..in_plane];
+                let base = (n * self.offset_group + og) * kernel_len + k;
+                let kpos = sampling.kernel_offset(k);
+                let mut pos = [R::zero(); DEFORM_MAX_RANK];
+                for (o, v) in out.iter_mut().enumerate() {
+                    for d in 0..rank {
+                        let shift =
+                            R::from_usize(kpos[d] * window.dilations[d]).unwrap_or_else(R::nan);
+                        pos[d] = origin[o * rank + d]
+                            + shift
+                            + offset[(base * rank + d) * out_plane + o];
+                    }
+                    let m = mask.as_ref().map_or(R::one(), |m| m[base * out_plane + o]);
+                    *v = m * interpolate(plane, &window.input, &in_strides, &pos[..rank]);
+                }
+            };
+            if col.len() >= PARALLEL_ELEMENTS {
+                col.par_chunks_mut(out_plane).enumerate().for_each(fill);
+            } else {
+                col.chunks_mut(out_plane).enumerate().for_each(fill);
+            }
+            let k_dim = cg * kernel_len;
+            let epilogue = Epilogue::with_bias(match &bias {
+                Some(b) => Bias::PerRow(&b[g * mg..][..mg]),
+                None => Bias::None,
+            });
+            gemm(
+                R::ONE,
+                Lhs::Unpacked(MatRef::row_major(
+                    &w[g * mg * k_dim..][..mg * k_dim],
+                    mg,
+                    k_dim,
+                )?),
+                Rhs::Unpacked(MatRef::row_major(&col, k_dim, out_plane)?),
+                R::ZERO,
+                MatMut::row_major(y_g, mg, out_plane)?,
+                &epilogue,
+            )
+        };
+        y.par_chunks_mut(mg * out_plane)
+            .enumerate()
+            .try_for_each(task)?;
+        let mut shape = vec![dims.batch, dims.out_channels];
+        shape.extend_from_slice(&window.output);
+        R::to_tensor(y, xt.dtype(), &shape)
+    }
+}
+
+impl Kernel for DeformConv {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let y = match FloatKind::of(inputs.tensor(0)?.dtype(), 0)? {
+            FloatKind::F32 => self.run_as::<f32>(&inputs)?,
+            FloatKind::F64 => self.run_as::<f64>(&inputs)?,
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ConvInteger
+
+/// ONNX `ConvInteger`, opset 10: Conv on int8/uint8 inputs minus their zero points (X's a
+/// scalar, W's a scalar or one per output channel), accumulated in int32.
+struct ConvInteger {
+    window: WindowAttrs,
+    group: usize,
+}
+
+fn build_conv_integer(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(ConvInteger {
+        window: WindowAttrs::parse(info)?,
+        group: parse_group(info)?,
+    }))
+}
+
+impl Kernel for ConvInteger {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let (x, w) = (inputs.tensor(0)?, inputs.tensor(1)?);
+        let dims = ConvDims::new(x.shape(), w.shape(), self.group, false)?;
+        let kernel = self.window.kernel(Some(&w.shape()[2..]))?;
+        let window = self.window.resolve(&x.shape()[2..], &kernel, false)?;
+        let mut x32 = widen_8bit(x, 0)?;
+        let mut w32 = widen_8bit(w, 1)?;
+        if let Some(zp) = inputs.opt_tensor(2)? {
+            let zp = widen_8bit(zp, 2)?;
+            let &[z] = zp.as_slice() else {
+                return Err(OpError::input(2, "x_zero_point must be a scalar"));
+            };
+            x32.iter_mut().for_each(|v| *v -= z);
+        }
+        if let Some(zp) = inputs.opt_tensor(3)? {
+            let zp = widen_8bit(zp, 3)?;
+            if zp.len() != 1 && zp.len() != dims.out_channels {
+                return Err(OpError::input(
+                    3,
+                    format!(
+                        "{} zero points for {} output channels",
+                        zp.len(),
+                        dims.out_channels
+                    ),
+                ));
+            }
+            let per_channel = w32.len() / dims.out_channels.max(1);
+            for (m, filter) in w32.chunks_mut(per_channel.max(1)).enumerate() {
+                let z = zp[m % zp.len()];
+                filter.iter_mut().for_each(|v| *v -= z);
+            }
+        }
+        let y = conv_forward(&x32, &w32, None, &dims, &window)?;
+        let mut shape = vec![dims.batch, dims.out_channels];
+        shape.extend_from_slice(&window.output);
+        Ok(vec![Tensor::from_vec(shape, y)?.into()])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ConvTranspose
+
+/// ONNX `ConvTranspose`, opsets 1, 11 and 22 (bfloat16): the gradient of Conv with respect to
+/// its input, N-D, with groups, strides, dilations, `output_padding`, and the output size
+/// either from `pads` or from `output_shape`/`auto_pad` (which then determine the pads).
+struct ConvTranspose {
+    window: WindowAttrs,
+    group: usize,
+    output_padding: Option<Vec<usize>>,
+    output_shape: Option<Vec<usize>>,
+    filter: Option<Tensor>,
+}
+
+fn build_conv_transpose(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(ConvTranspose {
+        window: WindowAttrs::parse(info)?,
+        group: parse_group(info)?,
+        output_padding: dims_attr(info, "output_padding", 0)?,
+        output_shape: dims_attr(info, "output_shape", 0)?,
+        filter: prepare_filter(info.constant(1))?,
+    }))
+}
+
+impl ConvTranspose {
+    /// The window of the equivalent forward conv (output and input swapped): `output` here is
+    /// ConvTranspose's output size.
+    fn resolve(&self, input: &[usize], kernel: &[usize]) -> Result<Window, OpError> {
+        let rank = input.len();
+        if kernel.len() != rank {
+            return Err(OpError::invalid(format!(
+                "kernel shape {kernel:?} does not match {rank} spatial dims"
+            )));
+        }
+        let AxisParams {
+            strides,
+            dilations,
+            mut pads_begin,
+            mut pads_end,
+        } = self.window.per_axis(rank)?;
+        let output_padding = match &self.output_padding {
+            None => vec![0; rank],
+            Some(p) if p.len() == rank => p.clone(),
+            // Some exporters write begin and end values; only the end ones matter.
+            Some(p) if p.len() == 2 * rank => p[rank..].to_vec(),
+            Some(p) => {
+                return Err(OpError::attribute(
+                    "output_padding",
+                    format!("has {} values for {rank} spatial dims", p.len()),
+                ))
+            }
+        };
+        let requested = match &self.output_shape {
+            Some(s) if s.len() == rank => Some(s.clone()),
+            Some(s) if s.len() == rank + 2 => Some(s[2..].to_vec()),
+            Some(s) => {
+                return Err(OpError::attribute(
+                    "output_shape",
+                    format!("has {} values for {rank} spatial dims", s.len()),
+                ))
+            }
+            None => None,
+        };
+        let same = matches!(
+            self.window.auto_pad,
+            AutoPad::SameUpper | AutoPad::SameLower
+        );
+        let mut output = Vec::with_capacity(rank);
+        for d in 0..rank {
+            let extent = (kernel[d] - 1) * dilations[d] + 1;
+            let full = strides[d] * input[d].saturating_sub(1) + output_padding[d] + extent;
+            if self.window.auto_pad == AutoPad::Valid {
+                (pads_begin[d], pads_end[d]) = (0, 0);
+            }
+            let target = match &requested {
+                Some(s) => Some(s[d]),
+                None if same => Some(input[d] * strides[d]),
+                None => None,
+            };
+            let o = match target {
+                Some(o) => {
+                    // Pads implied by the requested size (none when it is larger than `full`;
+                    // the extra outputs then only get the bias).
+                    let total = full.saturating_sub(o);
+                    let small = total / 2;
+                    (pads_begin[d], pads_end[d]) = if self.window.auto_pad == AutoPad::SameUpper {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
+                    o
+                }
+                None => full
+                    .checked_sub(pads_begin[d] + pads_end[d])
+                    .ok_or_else(|| {
+                        OpError::invalid(format!(
+                            "pads exceed the output size {full} on spatial axis {d}"
+                        ))
+                    })?,
+            };
+            output.push(o);
+        }
+        Ok(Window {
+            input: output,
+            output: input.to_vec(),
+            kernel: kernel.to_vec(),
+            strides,
+            dilations,
+            pads_begin,
+            pads_end,
+        })
+    }
+
+    fn run_as<R: Real>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+    ) -> Result<Tensor, OpError> {
+        let dims = ConvDims::new(x.shape(), w.shape(), self.group, true)?;
+        let kernel = self.window.kernel(Some(&w.shape()[2..]))?;
+        let window = self.resolve(&x.shape()[2..], &kernel)?;
+        let bias = b.map(|b| R::read(b, 2)).transpose()?;
+        if let Some(bias) = &bias {
+            if bias.len() != dims.out_channels {
+                return Err(OpError::input(
+                    2,
+                    format!(
+                        "{} biases for {} output channels",
+                        bias.len(),
+                        dims.out_channels
+                    ),
+                ));
+            }
+        }
+        let filter = self.filter.as_ref().unwrap_or(w);
+        let y = conv_transpose(
+            &R::read(x, 0)?,
+            &R::read(filter, 1)?,
+            bias.as_deref(),
+            &dims,
+            &window,
+        )?;
+        let mut shape = vec![dims.batch, dims.out_channels];
+        shape.extend_from_slice(&window.input);
+        R::to_tensor(y, x.dtype(), &shape)
+    }
+}
+
+/// `Y = conv_transpose(X, W) + B`: `x` is `[N, C, in...]`, `w` `[C, M/group, k...]`; `window`
+/// is the forward window from Y to X (its `input` is Y's spatial shape).
+fn conv_transpose<T: GemmScalar>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    dims: &ConvDims,
+    window: &Window,
+) -> Result<Vec<T>, OpError> {
+    // Sweep X's positions, scatter into Y's plane.
+    let sampling = Sampling::new(&window.output, &window.input, window);
+    let (in_plane, out_plane, kernel_len) = (
+        sampling.sweep_len(),
+        sampling.plane_len(),
+        sampling.kernel_len(),
+    );
+    let (cg, mg) = (
+        dims.in_channels / dims.group,
+        dims.out_channels / dims.group,
+    );
+    let rows = mg * kernel_len;
+    let mut y = vec![T::ZERO; dims.batch * dims.out_channels * out_plane];
+    if y.is_empty() {
+        return Ok(y);
+    }
+    let task = |(task, y_g): (usize, &mut [T])| -> Result<(), OpError> {
+        let (n, g) = (task / dims.group, task % dims.group);
+        let x_g = MatRef::row_major(
+            &x[(n * dims.in_channels + g * cg) * in_plane..][..cg * in_plane],
+            cg,
+            in_plane,
+        )?;
+        let w_g = MatRef::row_major(&w[g * cg * rows..][..cg * rows], cg, rows)?;
+        let mut col = vec![T::ZERO; rows * in_plane];
+        gemm(
+            T::ONE,
+            Lhs::Unpacked(w_g.t()),
+            Rhs::Unpacked(x_g),
+            T::ZERO,
+            MatMut::row_major(&mut col, rows, in_plane)?,
+            &Epilogue::none(),
+        )?;
+        let col2im = |(m, plane): (usize, &mut [T])| {
+            for k in 0..kernel_len {
+                let row = &col[(m * kernel_len + k) * in_plane..][..in_plane];
+                sampling.scatter_add_row(row, k, plane);
+            }
+            if let Some(b) = bias {
+                let b = b[g * mg + m];
+                plane.iter_mut().for_each(|v| *v = v.add(b));
+            }
+        };
+        if y_g.len() >= PARALLEL_ELEMENTS {
+            y_g.par_chunks_mut(out_plane).enumerate().for_each(col2im);
+        } else {
+            y_g.chunks_mut(out_plane).enumerate().for_each(col2im);
+        }
+        Ok(())
+    };
+    let chunk = mg * out_plane;
+    if dims.batch * dims.group > 1 && y.len() >= PARALLEL_ELEMENTS {
+        y.par_chunks_mut(chunk).enumerate().try_for_each(task)?;
+    } else {
+        y.chunks_mut(chunk).enumerate().try_for_each(task)?;
+    }
+    Ok(y)
+}
+
+impl Kernel for ConvTranspose {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let (x, w, b) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.opt_tensor(2)?);
+        if w.dtype() != x.dtype() {
+            return Err(OpError::input(
+                1,
+                format!("expected {}, got {}", x.dtype(), w.dtype()),
+            ));
+        }
+        let y = match FloatKind::of(x.dtype(), 0)? {
+            FloatKind::F32 => self.run_as::<f32>(x, w, b)?,
+            FloatKind::F64 => self.run_as::<f64>(x, w, b)?,
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(
+        pads: Option<Vec<usize>>,
+        strides: Option<Vec<usize>>,
+        auto_pad: AutoPad,
+    ) -> WindowAttrs {
+        WindowAttrs {
+            kernel_shape: None,
+            strides,
+            dilations: None,
+            pads,
+            auto_pad,
+        }
+    }
+
+    /// Direct N-D convolution in f64, the definition.
+    fn reference_conv(
+        x: &[f64],
+        xs: &[usize],
+        w: &[f64],
+        ws: &[usize],
+        group: usize,
+        win: &Window,
+    ) -> Vec<f64> {
+        let (n, c, m) = (xs[0], xs[1], ws[0]);
+        let (cg, mg) = (c / group, m / group);
+        let out_len: usize = win.output.iter().product();
+        let k_len: usize = win.kernel.iter().product();
+        let in_strides = runnx_ir::strides_of(&win.input);
+        let mut y = vec![0.0; n * m * out_len];
+        for b in 0..n {
+            for oc in 0..m {
+                let g = oc / mg;
+                for o in 0..out_len {
+                    let opos: Vec<usize> = unravel(o, &win.output);
+                    let mut acc = 0.0;
+                    for ic in 0..cg {
+                        for k in 0..k_len {
+                            let kpos = unravel(k, &win.kernel);
+                            let mut idx = 0;
+                            let mut inside = true;
+                            for d in 0..opos.len() {
+                                let i = (opos[d] * win.strides[d] + kpos[d] * win.dilations[d])
+                                    as i64
+                                    - win.pads_begin[d] as i64;
+                                if i < 0 || i >= win.input[d] as i64 {
+                                    inside = false;
+                                }
+                                idx += i.max(0) as usize * in_strides[d];
+                            }
+                            if inside {
+                                let xv = x[(b * c + g * cg + ic)
+                                    * win.input.iter().product::<usize>()
+                                    + idx];
+                                acc += xv * w[(oc * cg + ic) * k_len + k];
+                            }
+                        }
+                    }
+                    y[(b * m + oc) * out_len + o] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
+        let mut p = vec![0; dims.len()];
+        for d in (0..dims.len()).rev() {
+            p[d] = i % dims[d];
+            i /= dims[d];
+        }
+        p
+    }
+
+    fn seq(len: usize) -> Vec<f64> {
+        (0..len).map(|i| ((i * 7919) % 23) as f64 - 11.0).collect()
+    }
+
+    #[test]
+    fn output_sizes() {
+        let a = attrs(Some(vec![1, 1, 1, 1]), Some(vec![2, 2]), AutoPad::NotSet);
+        let w = a.resolve(&[5, 6], &[3, 3], false).unwrap();
+        assert_eq!(w.output, vec![3, 3]);
+        let a = attrs(None, Some(vec![2]), AutoPad::SameUpper);
+        let w = a.resolve(&[5], &[4], false).unwrap();
+        assert_eq!((w.output[0], w.pads_begin[0], w.pads_end[0]), (3, 1, 2));
+        let a = attrs(None, Some(vec![2]), AutoPad::SameLower);
+        let w = a.resolve(&[5], &[4], false).unwrap();
+        assert_eq!((w.pads_begin[0], w.pads_end[0]), (2, 1));
+        // ceil mode: 5 + 0 - 2 = 3 -> ceil(3/2) + 1 = 3.
+        let a = attrs(None, Some(vec![2]), AutoPad::NotSet);
+        assert_eq!(a.resolve(&[5], &[2], true).unwrap().output, vec![3]);
+        assert_eq!(a.resolve(&[5], &[2], false).unwrap().output, vec![2]);
+        assert!(a.resolve(&[1], &[2], false).is_err());
+        let a = attrs(Some(vec![1, 1, 1]), None, AutoPad::NotSet);
+        assert!(a.resolve(&[3, 3], &[2, 2], false).is_err());
+    }
+
+    #[test]
+    fn conv_matches_definition() {
+        // (x shape, w shape, group, pads, strides, dilations)
+        type Case<'a> = (
+            &'a [usize],
+            &'a [usize],
+            usize,
+            &'a [usize],
+            &'a [usize],
+            &'a [usize],
+        );
+        let cases: &[Case] = &[
+            (&[1, 1, 7], &[2, 1, 3], 1, &[1, 2], &[2], &[1]),
+            (
+                &[2, 3, 5, 6],
+                &[4, 3, 3, 2],
+                1,
+                &[1, 0, 1, 1],
+                &[1, 2],
+                &[1, 1],
+            ),
+            (
+                &[1, 4, 6, 6],
+                &[4, 1, 3, 3],
+                4,
+                &[1, 1, 1, 1],
+                &[2, 2],
+                &[1, 1],
+            ),
+            (
+                &[2, 2, 5, 5],
+                &[4, 1, 3, 2],
+                2,
+                &[0, 1, 2, 0],
+                &[2, 1],
+                &[1, 2],
+            ),
+            (
+                &[1, 4, 7, 5],
+                &[6, 2, 2, 2],
+                2,
+                &[0, 2, 1, 0],
+                &[1, 1],
+                &[2, 2],
+            ),
+            (
+                &[1, 3, 4, 4],
+                &[5, 3, 1, 1],
+                1,
+                &[0, 0, 0, 0],
+                &[1, 1],
+                &[1, 1],
+            ),
+            (
+                &[1, 2, 3, 4, 5],
+                &[2, 2, 2, 3, 2],
+                1,
+                &[1, 0, 1, 0, 1, 1],
+                &[1, 2, 1],
+                &[1, 1, 2],
+            ),
+            // Several im2col column blocks, split mid-row, on several threads.
+            (
+                &[2, 24, 41, 43],
+                &[40, 12, 3, 3],
+                2,
+                &[1, 1, 1, 1],
+                &[1, 1],
+                &[1, 1],
+            ),
+        ];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for &(xs, ws, group, pads, strides, dilations) in cases {
+            let x = seq(xs.iter().product());
+            let w = seq(ws.iter().product());
+            let a = WindowAttrs {
+                kernel_shape: None,
+                strides: Some(strides.to_vec()),
+                dilations: Some(dilations.to_vec()),
+                pads: Some(pads.to_vec()),
+                auto_pad: AutoPad::NotSet,
+            };
+            let win = a.resolve(&xs[2..], &ws[2..], false).unwrap();
+            let dims = ConvDims::new(xs, ws, group, false).unwrap();
+            let got = pool
+                .install(|| conv_forward(&x, &w, None, &dims, &win))
+                .unwrap();
+            let want = reference_conv(&x, xs, &w, ws, group, &win);
+            assert_eq!(got, want, "{xs:?} {ws:?}");
+        }
+    }
+
+    #[test]
+    fn deform_conv_interpolates_offsets() {
+        // 1x1x3x3 input, 2x2 kernel of ones: zero offsets give the plain conv; a +0.5 offset
+        // along W averages neighbours (and reads zeros past the edge).
+        let x: Vec<f32> = (0..9).map(|v| v as f32).collect();
+        let x = Tensor::from_vec([1, 1, 3, 3], x).unwrap();
+        let w = Tensor::from_vec([1, 1, 2, 2], vec![1f32; 4]).unwrap();
+        let op = DeformConv {
+            window: WindowAttrs::for_tests(&[2, 2], &[1, 1], &[0, 0, 0, 0], AutoPad::NotSet),
+            group: 1,
+            offset_group: 1,
+        };
+        let run = |offsets: Vec<f32>, mask: Option<Vec<f32>>| {
+            let mut values = vec![
+                Some(Value::Tensor(x.clone())),
+                Some(Value::Tensor(w.clone())),
+                Some(Value::Tensor(
+                    Tensor::from_vec([1, 8, 2, 2], offsets).unwrap(),
+                )),
+                None,
+            ];
+            values.push(mask.map(|m| Value::Tensor(Tensor::from_vec([1, 4, 2, 2], m).unwrap())));
+            let y = op.run_as::<f32>(&Inputs::new(values)).unwrap();
+            y.as_slice::<f32>().unwrap().to_vec()
+        };
+        assert_eq!(run(vec![0.0; 32], None), vec![8.0, 12.0, 20.0, 24.0]);
+        // Offsets are laid out [kernel position][dim][output position]; shift W by 0.5.
+        let mut shifted = vec![0f32; 32];
+        for k in 0..4 {
+            shifted[(k * 2 + 1) * 4..][..4].fill(0.5);
+        }
+        // Output (0,0) samples x at w = 0.5 and 1.5 on rows 0 and 1: 0.5+1.5+3.5+4.5 = 10.
+        // Output (0,1) samples w = 1.5 and 2.5 (half zero): 1.5+1+4.5+2.5 = 9.5.
+        assert_eq!(run(shifted, None)[..2], [10.0, 9.5]);
+        let mut mask = vec![1f32; 16];
+        mask[..4].fill(0.0);
+        assert_eq!(run(vec![0.0; 32], Some(mask)), vec![8.0, 11.0, 17.0, 20.0]);
+    }
+
+    #[test]
+    fn conv_transpose_is_the_adjoint() {
+        // <conv(x, w), y> == <x, conv_transpose(y, w)> for matching windows.
+        let (xs, ws) = (vec![1, 2, 5, 4], vec![3, 2, 3, 2]);
+        let a = WindowAttrs {
+            kernel_shape: None,
+            strides: Some(vec![2, 1]),
+            dilations: Some(vec![1, 2]),
+            pads: Some(vec![1, 0, 0, 1]),
+            auto_pad: AutoPad::NotSet,
+        };
+        let win = a.resolve(&xs[2..], &ws[2..], false).unwrap();
+        let x = seq(xs.iter().product());
+        let w = seq(ws.iter().product());
+        let y = conv_forward(
+            &x,
+            &w,
+            None,
+            &ConvDims::new(&xs, &ws, 1, false).unwrap(),
+            &win,
+        )
+        .unwrap();
+        let probe: Vec<f64> = (0..y.len()).map(|i| (i % 5) as f64 - 2.0).collect();
+        // ConvTranspose's filter is [C_in_of_transpose = 3, C_out = 2, ...]: the same tensor.
+        let ys = [1, 3, win.output[0], win.output[1]];
+        let back = conv_transpose(
+            &probe,
+            &w,
+            None,
+            &ConvDims::new(&ys, &ws, 1, true).unwrap(),
+            &win,
+        )
+        .unwrap();
+        let lhs: f64 = y.iter().zip(&probe).map(|(a, b)| a * b).sum();
+        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+        assert_eq!(lhs, rhs);
+    }
+
+    #[test]
+    fn conv_transpose_output_shape_sets_pads() {
+        let ct = ConvTranspose {
+            window: attrs(None, Some(vec![3, 2]), AutoPad::NotSet),
+            group: 1,
+            output_padding: None,
+            output_shape: Some(vec![10, 8]),
+            filter: None,
+        };
+        // full = 3*(3-1) + 3 = 9 < 10: no pads, one extra output; 2*(3-1) + 3 = 7 < 8.
+        let w = ct.resolve(&[3, 3], &[3, 3]).unwrap();
+        assert_eq!(w.input, vec![10, 8]);
+        let ct = ConvTranspose {
+            output_shape: None,
+            window: attrs(Some(vec![1, 2, 1, 2]), Some(vec![3, 2]), AutoPad::NotSet),
+            ..ct
+        };
+        let w = ct.resolve(&[3, 3], &[3, 3]).unwrap();
+        assert_eq!(w.input, vec![7, 3]);
+    }
+}

@@ -1,5 +1,823 @@
-//! (to be written)
+//! Pooling: MaxPool, AveragePool, LpPool, their global forms, and MaxUnpool.
+//!
+//! Windows come from the conv geometry ([`WindowAttrs`], [`Sampling`]): for each kernel offset
+//! the in-bounds (output, input) pairs form runs along the last spatial dim, so a pool is a few
+//! vectorisable passes over an output plane (`out[o] = max(out[o], x[i])`, one per kernel
+//! offset) rather than a per-element window walk. Planes (`N·C` of them) run in parallel.
 
-use crate::Registry;
+use half::{bf16, f16};
+use rayon::prelude::*;
+use runnx_ir::{DataType, Element, Tensor, Value};
 
-pub(crate) fn register(_reg: &mut Registry) {}
+use super::conv::{Sampling, Window, WindowAttrs};
+use super::norm::{FloatKind, Real};
+use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
+
+pub(crate) fn register(reg: &mut Registry) {
+    reg.add_versions("", "MaxPool", &[1, 8, 10, 11, 12, 22], build_max_pool);
+    reg.add_versions(
+        "",
+        "AveragePool",
+        &[1, 7, 10, 11, 19, 22],
+        build_average_pool,
+    );
+    reg.add_versions("", "LpPool", &[1, 2, 11, 18, 22], build_lp_pool);
+    reg.add_versions("", "GlobalAveragePool", &[1, 22], build_global_average_pool);
+    reg.add_versions("", "GlobalMaxPool", &[1, 22], build_global_max_pool);
+    reg.add_versions("", "GlobalLpPool", &[1, 2, 22], build_global_lp_pool);
+    reg.add_versions("", "MaxUnpool", &[9, 11, 22], build_max_unpool);
+}
+
+/// Below this much work (output elements times window size) pooling stays on one thread.
+const PARALLEL_WORK: usize = 1 << 15;
+
+/// The window attributes of a pooling node.
+struct PoolWindow {
+    attrs: WindowAttrs,
+    kernel: Vec<usize>,
+    ceil_mode: bool,
+}
+
+/// A pooling window resolved for an input shape.
+struct Resolved {
+    sampling: Sampling,
+    window: Window,
+    out_shape: Vec<usize>,
+    in_plane: usize,
+    out_plane: usize,
+}
+
+impl PoolWindow {
+    fn parse(info: &NodeInfo) -> Result<PoolWindow, OpError> {
+        let attrs = WindowAttrs::parse(info)?;
+        Ok(PoolWindow {
+            kernel: attrs.kernel(None)?,
+            attrs,
+            ceil_mode: info.attr_int("ceil_mode", 0)? != 0,
+        })
+    }
+
+    fn resolve(&self, x: &[usize]) -> Result<Resolved, OpError> {
+        if x.len() < 3 {
+            return Err(OpError::input(
+                0,
+                format!("expected [N, C, spatial...], got shape {x:?}"),
+            ));
+        }
+        let window = self.attrs.resolve(&x[2..], &self.kernel, self.ceil_mode)?;
+        let sampling = window.forward();
+        let mut out_shape = x[..2].to_vec();
+        out_shape.extend_from_slice(&window.output);
+        Ok(Resolved {
+            in_plane: sampling.plane_len(),
+            out_plane: sampling.sweep_len(),
+            sampling,
+            window,
+            out_shape,
+        })
+    }
+}
+
+/// Runs `f(plane index, input plane, output plane)` over every plane, in parallel when the
+/// total `work` is large.
+fn for_each_plane<T: Sync, U: Send>(
+    x: &[T],
+    in_plane: usize,
+    out: &mut [U],
+    out_plane: usize,
+    work: usize,
+    f: impl Fn(usize, &[T], &mut [U]) + Sync + Send,
+) {
+    if out_plane == 0 {
+        return;
+    }
+    let job = |(i, o): (usize, &mut [U])| f(i, &x[i * in_plane..][..in_plane], o);
+    if work >= PARALLEL_WORK {
+        out.par_chunks_mut(out_plane).enumerate().for_each(job);
+    } else {
+        out.chunks_mut(out_plane).enumerate().for_each(job);
+    }
+}
+
+/// Calls `f(output, input)` for every (output, input) element pair of kernel offset `k`.
+fn for_each_pair<T: Copy, U>(
+    s: &Sampling,
+    k: usize,
+    plane: &[T],
+    out: &mut [U],
+    mut f: impl FnMut(&mut U, T),
+) {
+    s.for_each_run(k, &mut |r| {
+        let outs = &mut out[r.sweep..r.sweep + r.len];
+        for (o, &v) in outs.iter_mut().zip(plane[r.plane..].iter().step_by(r.step)) {
+            f(o, v);
+        }
+    });
+}
+
+/// The `p` attribute: a float in opset 1, an int later; accept either.
+fn parse_p(info: &NodeInfo) -> Result<f32, OpError> {
+    let p = match info.attr_int_opt("p") {
+        Ok(p) => p.map_or(2.0, |p| p as f32),
+        Err(_) => info.attr_float("p", 2.0)?,
+    };
+    if p > 0.0 {
+        Ok(p)
+    } else {
+        Err(OpError::attribute(
+            "p",
+            format!("must be positive, got {p}"),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MaxPool
+
+/// An element MaxPool supports, with the identity of `max`.
+trait MaxElement: Element + Copy + PartialOrd {
+    const LOWEST: Self;
+}
+
+macro_rules! max_element {
+    ($($t:ty => $lowest:expr),*) => {$(
+        impl MaxElement for $t {
+            const LOWEST: Self = $lowest;
+        }
+    )*};
+}
+
+max_element!(f32 => f32::NEG_INFINITY, f64 => f64::NEG_INFINITY, f16 => f16::NEG_INFINITY,
+    bf16 => bf16::NEG_INFINITY, i8 => i8::MIN, u8 => u8::MIN);
+
+/// ONNX `MaxPool`, opsets 1, 8 (`storage_order`, Indices output), 10 (`ceil_mode`,
+/// `dilations`), 11, 12 (int8, uint8) and 22 (bfloat16). NaN inputs never win. The optional
+/// Indices output holds each maximum's flat index in X (plane offset plus the position within
+/// the plane, row-major, or column-major within the plane when `storage_order` is 1); ties go
+/// to the first position in window order.
+struct MaxPool {
+    window: PoolWindow,
+    column_major: bool,
+    /// Whether the node names the Indices output.
+    indices: bool,
+}
+
+fn build_max_pool(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(MaxPool {
+        window: PoolWindow::parse(info)?,
+        column_major: info.attr_int("storage_order", 0)? != 0,
+        indices: info
+            .node
+            .outputs
+            .get(1)
+            .is_some_and(|name| !name.is_empty()),
+    }))
+}
+
+impl MaxPool {
+    fn typed<T: MaxElement>(
+        &self,
+        x: &Tensor,
+        r: &Resolved,
+        indices: bool,
+    ) -> Result<Vec<Value>, OpError> {
+        let xs = x.as_slice::<T>()?;
+        let planes = x.shape()[0] * x.shape()[1];
+        let s = &r.sampling;
+        let work = planes * r.out_plane * s.kernel_len();
+        let mut y = vec![T::LOWEST; planes * r.out_plane];
+        if !indices {
+            for_each_plane(
+                xs,
+                r.in_plane,
+                &mut y,
+                r.out_plane,
+                work,
+                |_, plane, out| {
+                    for k in 0..s.kernel_len() {
+                        for_each_pair(s, k, plane, out, |o, v| {
+                            if v > *o {
+                                *o = v;
+                            }
+                        });
+                    }
+                },
+            );
+            return Ok(vec![Tensor::from_vec(r.out_shape.clone(), y)?.into()]);
+        }
+        // Values and their positions side by side; position usize::MAX means none yet.
+        let mut best: Vec<(T, usize)> = vec![(T::LOWEST, usize::MAX); y.len()];
+        for_each_plane(
+            xs,
+            r.in_plane,
+            &mut best,
+            r.out_plane,
+            work,
+            |_, plane, out| {
+                for k in 0..s.kernel_len() {
+                    s.for_each_run(k, &mut |run| {
+                        for (t, o) in out[run.sweep..run.sweep + run.len].iter_mut().enumerate() {
+                            let pos = run.plane + t * run.step;
+                            let v = plane[pos];
+                            if v > o.0 || o.1 == usize::MAX {
+                                *o = (v, pos);
+                            }
+                        }
+                    });
+                }
+            },
+        );
+        let mut idx = Vec::with_capacity(best.len());
+        for (i, (v, pos)) in best.into_iter().enumerate() {
+            y[i] = v;
+            let plane = (i / r.out_plane.max(1)) * r.in_plane;
+            let pos = if pos == usize::MAX {
+                0
+            } else if self.column_major {
+                column_major(pos, &r.window.input)
+            } else {
+                pos
+            };
+            idx.push((plane + pos) as i64);
+        }
+        Ok(vec![
+            Tensor::from_vec(r.out_shape.clone(), y)?.into(),
+            Tensor::from_vec(r.out_shape.clone(), idx)?.into(),
+        ])
+    }
+}
+
+/// A row-major position within `dims` re-expressed column-major (first dim fastest).
+fn column_major(mut pos: usize, dims: &[usize]) -> usize {
+    let mut coords = vec![0; dims.len()];
+    for d in (0..dims.len()).rev() {
+        coords[d] = pos % dims[d];
+        pos /= dims[d];
+    }
+    let (mut index, mut stride) = (0, 1);
+    for (c, d) in coords.iter().zip(dims) {
+        index += c * stride;
+        stride *= d;
+    }
+    index
+}
+
+impl Kernel for MaxPool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let x = inputs.tensor(0)?;
+        let r = self.window.resolve(x.shape())?;
+        let indices = self.indices;
+        match x.dtype() {
+            DataType::Float => self.typed::<f32>(x, &r, indices),
+            DataType::Double => self.typed::<f64>(x, &r, indices),
+            DataType::Float16 => self.typed::<f16>(x, &r, indices),
+            DataType::Bfloat16 => self.typed::<bf16>(x, &r, indices),
+            DataType::Int8 => self.typed::<i8>(x, &r, indices),
+            DataType::Uint8 => self.typed::<u8>(x, &r, indices),
+            other => Err(OpError::input(
+                0,
+                format!("MaxPool does not support {other}"),
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AveragePool and LpPool
+
+/// For each output position, how many window elements are averaged: those inside the input,
+/// or with `include_pad` also those in the explicit/automatic padding (never the extra
+/// positions `ceil_mode` adds past the end padding).
+fn window_counts(w: &Window, include_pad: bool) -> Vec<u32> {
+    let sampling = if include_pad {
+        let padded: Vec<usize> = (0..w.input.len())
+            .map(|d| w.input[d] + w.pads_begin[d] + w.pads_end[d])
+            .collect();
+        let unpadded = Window {
+            pads_begin: vec![0; w.input.len()],
+            ..w.clone()
+        };
+        Sampling::new(&w.output, &padded, &unpadded)
+    } else {
+        w.forward()
+    };
+    let mut counts = vec![0u32; sampling.sweep_len()];
+    for k in 0..sampling.kernel_len() {
+        sampling.for_each_run(k, &mut |r| {
+            counts[r.sweep..r.sweep + r.len]
+                .iter_mut()
+                .for_each(|c| *c += 1);
+        });
+    }
+    counts
+}
+
+/// ONNX `AveragePool`, opsets 1, 7 (`count_include_pad`), 10 (`ceil_mode`), 11, 19
+/// (`dilations`) and 22 (bfloat16). float16/bfloat16 compute in f32.
+struct AveragePool {
+    window: PoolWindow,
+    count_include_pad: bool,
+}
+
+fn build_average_pool(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(AveragePool {
+        window: PoolWindow::parse(info)?,
+        count_include_pad: info.attr_int("count_include_pad", 0)? != 0,
+    }))
+}
+
+impl AveragePool {
+    fn typed<R: Real>(&self, x: &Tensor) -> Result<Tensor, OpError> {
+        let r = self.window.resolve(x.shape())?;
+        let xs = R::read(x, 0)?;
+        let s = &r.sampling;
+        let counts: Vec<R> = window_counts(&r.window, self.count_include_pad)
+            .into_iter()
+            .map(|c| R::one() / R::from_u32(c).unwrap_or_else(R::nan))
+            .collect();
+        let planes = x.shape()[0] * x.shape()[1];
+        let mut y = vec![R::zero(); planes * r.out_plane];
+        let work = y.len() * s.kernel_len();
+        for_each_plane(
+            &xs,
+            r.in_plane,
+            &mut y,
+            r.out_plane,
+            work,
+            |_, plane, out| {
+                for k in 0..s.kernel_len() {
+                    for_each_pair(s, k, plane, out, |o, v| *o = *o + v);
+                }
+                out.iter_mut().zip(&counts).for_each(|(o, &c)| *o = *o * c);
+            },
+        );
+        R::to_tensor(y, x.dtype(), &r.out_shape)
+    }
+}
+
+impl Kernel for AveragePool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let x = inputs.tensor(0)?;
+        let y = match FloatKind::of(x.dtype(), 0)? {
+            FloatKind::F32 => self.typed::<f32>(x)?,
+            FloatKind::F64 => self.typed::<f64>(x)?,
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+/// `(Σ |x|^p)^(1/p)` finished from the sum of powers, with exact fast paths for p = 1 and 2.
+fn lp_power<R: Real>(v: R, p: R) -> R {
+    if p == R::one() {
+        v.abs()
+    } else if p == R::of(2.0) {
+        v * v
+    } else {
+        v.abs().powf(p)
+    }
+}
+
+fn lp_root<R: Real>(sum: R, p: R) -> R {
+    if p == R::one() {
+        sum
+    } else if p == R::of(2.0) {
+        sum.sqrt()
+    } else {
+        sum.powf(R::one() / p)
+    }
+}
+
+/// ONNX `LpPool`, opsets 1 (float `p`), 2 (int `p`), 11, 18 (`ceil_mode`, `dilations`) and 22
+/// (bfloat16): `(Σ |x|^p)^(1/p)` over each window; padding contributes nothing.
+struct LpPool {
+    window: PoolWindow,
+    p: f32,
+}
+
+fn build_lp_pool(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(LpPool {
+        window: PoolWindow::parse(info)?,
+        p: parse_p(info)?,
+    }))
+}
+
+impl LpPool {
+    fn typed<R: Real>(&self, x: &Tensor) -> Result<Tensor, OpError> {
+        let r = self.window.resolve(x.shape())?;
+        let xs = R::read(x, 0)?;
+        let s = &r.sampling;
+        let p = R::of(self.p);
+        let planes = x.shape()[0] * x.shape()[1];
+        let mut y = vec![R::zero(); planes * r.out_plane];
+        let work = y.len() * s.kernel_len();
+        for_each_plane(
+            &xs,
+            r.in_plane,
+            &mut y,
+            r.out_plane,
+            work,
+            |_, plane, out| {
+                for k in 0..s.kernel_len() {
+                    for_each_pair(s, k, plane, out, |o, v| *o = *o + lp_power(v, p));
+                }
+                out.iter_mut().for_each(|o| *o = lp_root(*o, p));
+            },
+        );
+        R::to_tensor(y, x.dtype(), &r.out_shape)
+    }
+}
+
+impl Kernel for LpPool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let x = inputs.tensor(0)?;
+        let y = match FloatKind::of(x.dtype(), 0)? {
+            FloatKind::F32 => self.typed::<f32>(x)?,
+            FloatKind::F64 => self.typed::<f64>(x)?,
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Global pools
+
+/// The output shape of a global pool (`[N, C, 1, ...]`) and the plane size.
+fn global_shape(x: &[usize]) -> Result<(Vec<usize>, usize), OpError> {
+    if x.len() < 2 {
+        return Err(OpError::input(
+            0,
+            format!("expected [N, C, spatial...], got shape {x:?}"),
+        ));
+    }
+    let mut out = x[..2].to_vec();
+    out.resize(x.len(), 1);
+    Ok((out, x[2..].iter().product()))
+}
+
+/// Reduces each plane of `x` to one value with `f`.
+fn reduce_planes<T: Sync, U: Send + Default + Clone>(
+    x: &[T],
+    shape: &[usize],
+    f: impl Fn(&[T]) -> U + Sync + Send,
+) -> Vec<U> {
+    let planes = shape[0] * shape[1];
+    let plane = x.len() / planes.max(1);
+    let mut y = vec![U::default(); planes];
+    for_each_plane(x, plane, &mut y, 1, x.len(), |_, p, o| o[0] = f(p));
+    y
+}
+
+/// ONNX `GlobalAveragePool`, opsets 1 and 22 (bfloat16): the mean of each plane.
+struct GlobalAveragePool;
+
+fn build_global_average_pool(_info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(GlobalAveragePool))
+}
+
+fn global_average<R: Real>(x: &Tensor) -> Result<Tensor, OpError> {
+    let (shape, plane) = global_shape(x.shape())?;
+    let scale = R::one() / R::from_usize(plane).unwrap_or_else(R::nan);
+    let y = reduce_planes(&R::read(x, 0)?, x.shape(), |p| {
+        p.iter().copied().sum::<R>() * scale
+    });
+    R::to_tensor(y, x.dtype(), &shape)
+}
+
+impl Kernel for GlobalAveragePool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let x = inputs.tensor(0)?;
+        let y = match FloatKind::of(x.dtype(), 0)? {
+            FloatKind::F32 => global_average::<f32>(x)?,
+            FloatKind::F64 => global_average::<f64>(x)?,
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+/// ONNX `GlobalMaxPool`, opsets 1 and 22 (bfloat16): the maximum of each plane (NaN ignored).
+struct GlobalMaxPool;
+
+fn build_global_max_pool(_info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(GlobalMaxPool))
+}
+
+fn global_max<T: MaxElement>(x: &Tensor) -> Result<Tensor, OpError> {
+    let (shape, _) = global_shape(x.shape())?;
+    let y = reduce_planes(x.as_slice::<T>()?, x.shape(), |p| {
+        p.iter().fold(T::LOWEST, |m, &v| if v > m { v } else { m })
+    });
+    Ok(Tensor::from_vec(shape, y)?)
+}
+
+impl Kernel for GlobalMaxPool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let x = inputs.tensor(0)?;
+        let y = match x.dtype() {
+            DataType::Float => global_max::<f32>(x)?,
+            DataType::Double => global_max::<f64>(x)?,
+            DataType::Float16 => global_max::<f16>(x)?,
+            DataType::Bfloat16 => global_max::<bf16>(x)?,
+            other => {
+                return Err(OpError::input(
+                    0,
+                    format!("GlobalMaxPool does not support {other}"),
+                ))
+            }
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+/// ONNX `GlobalLpPool`, opsets 1 (float `p`), 2 (int `p`) and 22 (bfloat16): the p-norm of
+/// each plane.
+struct GlobalLpPool {
+    p: f32,
+}
+
+fn build_global_lp_pool(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(GlobalLpPool { p: parse_p(info)? }))
+}
+
+impl GlobalLpPool {
+    fn typed<R: Real>(&self, x: &Tensor) -> Result<Tensor, OpError> {
+        let (shape, _) = global_shape(x.shape())?;
+        let p = R::of(self.p);
+        let y = reduce_planes(&R::read(x, 0)?, x.shape(), |plane| {
+            lp_root(plane.iter().map(|&v| lp_power(v, p)).sum(), p)
+        });
+        R::to_tensor(y, x.dtype(), &shape)
+    }
+}
+
+impl Kernel for GlobalLpPool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let x = inputs.tensor(0)?;
+        let y = match FloatKind::of(x.dtype(), 0)? {
+            FloatKind::F32 => self.typed::<f32>(x)?,
+            FloatKind::F64 => self.typed::<f64>(x)?,
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MaxUnpool
+
+/// ONNX `MaxUnpool`, opsets 9, 11 and 22 (bfloat16): scatters X into zeros at the flat indices
+/// I (as MaxPool's Indices output gives them) of a tensor of the size the pooling window
+/// inverts to, `(in - 1)·stride - pad_begin - pad_end + kernel`. A larger `output_shape` input
+/// pads that result with zeros at the end of each dim (the reference implementation's
+/// placement).
+struct MaxUnpool {
+    attrs: WindowAttrs,
+    kernel: Vec<usize>,
+}
+
+fn build_max_unpool(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    let attrs = WindowAttrs::parse(info)?;
+    Ok(Box::new(MaxUnpool {
+        kernel: attrs.kernel(None)?,
+        attrs,
+    }))
+}
+
+impl MaxUnpool {
+    /// The unpooled shape before `output_shape` is applied.
+    fn inferred_shape(&self, x: &[usize]) -> Result<Vec<usize>, OpError> {
+        if x.len() < 3 {
+            return Err(OpError::input(
+                0,
+                format!("expected [N, C, spatial...], got shape {x:?}"),
+            ));
+        }
+        let spatial = &x[2..];
+        if self.kernel.len() != spatial.len() {
+            return Err(OpError::attribute(
+                "kernel_shape",
+                format!(
+                    "has {} values for {} spatial dims",
+                    self.kernel.len(),
+                    spatial.len()
+                ),
+            ));
+        }
+        let w = self.attrs.per_axis(spatial.len())?;
+        let mut shape = x[..2].to_vec();
+        for (d, &size) in spatial.iter().enumerate() {
+            let full = size.saturating_sub(1) * w.strides[d] + self.kernel[d];
+            let size = full
+                .checked_sub(w.pads_begin[d] + w.pads_end[d])
+                .ok_or_else(|| {
+                    OpError::invalid(format!(
+                        "pads exceed the unpooled size {full} on spatial axis {d}"
+                    ))
+                })?;
+            shape.push(size);
+        }
+        Ok(shape)
+    }
+
+    fn typed<T: Element + Copy>(
+        &self,
+        x: &Tensor,
+        indices: &[i64],
+        target: Option<Vec<usize>>,
+    ) -> Result<Tensor, OpError> {
+        let xs = x.as_slice::<T>()?;
+        let shape = self.inferred_shape(x.shape())?;
+        let mut y = vec![T::default(); shape.iter().product()];
+        for (&v, &i) in xs.iter().zip(indices) {
+            let slot = usize::try_from(i)
+                .ok()
+                .and_then(|i| y.get_mut(i))
+                .ok_or_else(|| {
+                    OpError::input(
+                        1,
+                        format!("index {i} is outside the output of shape {shape:?}"),
+                    )
+                })?;
+            *slot = v;
+        }
+        let Some(target) = target.filter(|t| *t != shape) else {
+            return Ok(Tensor::from_vec(shape, y)?);
+        };
+        if target.len() != shape.len() || target.iter().zip(&shape).any(|(t, s)| t < s) {
+            return Err(OpError::input(
+                2,
+                format!("output_shape {target:?} is smaller than the unpooled shape {shape:?}"),
+            ));
+        }
+        // Copy rows of the last dim into the top-left corner of the larger tensor.
+        let mut out = vec![T::default(); target.iter().product()];
+        let (row, target_row) = (shape[shape.len() - 1], target[target.len() - 1]);
+        let outer = &shape[..shape.len() - 1];
+        let target_strides = runnx_ir::strides_of(&target[..target.len() - 1]);
+        let mut pos = vec![0; outer.len()];
+        for src in y.chunks(row.max(1)).take(outer.iter().product()) {
+            let base: usize = pos.iter().zip(&target_strides).map(|(p, s)| p * s).sum();
+            out[base * target_row..][..src.len()].copy_from_slice(src);
+            for d in (0..outer.len()).rev() {
+                pos[d] += 1;
+                if pos[d] < outer[d] {
+                    break;
+                }
+                pos[d] = 0;
+            }
+        }
+        Ok(Tensor::from_vec(target, out)?)
+    }
+}
+
+impl Kernel for MaxUnpool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let (x, i) = (inputs.tensor(0)?, inputs.tensor(1)?);
+        let indices = i
+            .as_slice::<i64>()
+            .map_err(|_| OpError::input(1, format!("expected int64 indices, got {}", i.dtype())))?;
+        if i.shape() != x.shape() {
+            return Err(OpError::input(
+                1,
+                format!(
+                    "indices of shape {:?} do not match X {:?}",
+                    i.shape(),
+                    x.shape()
+                ),
+            ));
+        }
+        let target = match inputs.opt_tensor(2)? {
+            Some(t) => Some(
+                t.to_i64_vec()?
+                    .into_iter()
+                    .map(|d| {
+                        usize::try_from(d)
+                            .map_err(|_| OpError::input(2, format!("negative dim {d}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let y = match x.dtype() {
+            DataType::Float => self.typed::<f32>(x, indices, target)?,
+            DataType::Double => self.typed::<f64>(x, indices, target)?,
+            DataType::Float16 => self.typed::<f16>(x, indices, target)?,
+            DataType::Bfloat16 => self.typed::<bf16>(x, indices, target)?,
+            other => {
+                return Err(OpError::input(
+                    0,
+                    format!("MaxUnpool does not support {other}"),
+                ))
+            }
+        };
+        Ok(vec![y.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv::AutoPad;
+
+    fn window(kernel: &[usize], strides: &[usize], pads: &[usize], ceil_mode: bool) -> PoolWindow {
+        PoolWindow {
+            attrs: WindowAttrs::for_tests(kernel, strides, pads, AutoPad::NotSet),
+            kernel: kernel.to_vec(),
+            ceil_mode,
+        }
+    }
+
+    #[test]
+    fn max_pool_with_indices() {
+        // 1x1x3x3 input, 2x2 window, stride 1.
+        let x = Tensor::from_vec(
+            [1, 1, 3, 3],
+            vec![1f32, 5.0, 3.0, 4.0, 2.0, 9.0, 7.0, 8.0, 6.0],
+        )
+        .unwrap();
+        let pool = MaxPool {
+            window: window(&[2, 2], &[1, 1], &[0, 0, 0, 0], false),
+            column_major: false,
+            indices: true,
+        };
+        let r = pool.window.resolve(x.shape()).unwrap();
+        let out = pool.typed::<f32>(&x, &r, true).unwrap();
+        assert_eq!(
+            out[0].as_tensor().unwrap().as_slice::<f32>().unwrap(),
+            &[5.0, 9.0, 8.0, 9.0]
+        );
+        assert_eq!(
+            out[1].as_tensor().unwrap().as_slice::<i64>().unwrap(),
+            &[1, 5, 7, 5]
+        );
+        let pool = MaxPool {
+            column_major: true,
+            ..pool
+        };
+        let out = pool.typed::<f32>(&x, &r, true).unwrap();
+        assert_eq!(
+            out[1].as_tensor().unwrap().as_slice::<i64>().unwrap(),
+            &[3, 7, 5, 7]
+        );
+    }
+
+    #[test]
+    fn average_pool_padding_counts() {
+        // 1-D input [1, 2, 3, 4], kernel 3, stride 2, pads 1/1, ceil mode:
+        // windows [-1,1], [1,3], [3,5] -> the last starts inside the input.
+        let x = Tensor::from_vec([1, 1, 4], vec![1f32, 2.0, 3.0, 4.0]).unwrap();
+        let exclude = AveragePool {
+            window: window(&[3], &[2], &[1, 1], true),
+            count_include_pad: false,
+        };
+        let y = exclude.typed::<f32>(&x).unwrap();
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[1.5, 3.0, 4.0]);
+        let include = AveragePool {
+            count_include_pad: true,
+            ..exclude
+        };
+        // Counts include the one padded position on each side but not past it: 3, 3, 2.
+        let y = include.typed::<f32>(&x).unwrap();
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[1.0, 3.0, 2.0]);
+    }
+
+    #[test]
+    fn lp_and_global_pools() {
+        let x = Tensor::from_vec([1, 2, 2], vec![3f64, 4.0, -1.0, 1.0]).unwrap();
+        let y = GlobalLpPool { p: 2.0 }.typed::<f64>(&x).unwrap();
+        assert_eq!(y.shape(), &[1, 2, 1]);
+        assert_eq!(y.as_slice::<f64>().unwrap(), &[5.0, 2f64.sqrt()]);
+        let y = global_average::<f64>(&x).unwrap();
+        assert_eq!(y.as_slice::<f64>().unwrap(), &[3.5, 0.0]);
+        let y = global_max::<f64>(&x).unwrap();
+        assert_eq!(y.as_slice::<f64>().unwrap(), &[4.0, 1.0]);
+        let lp = LpPool {
+            window: window(&[2], &[2], &[0, 0], false),
+            p: 1.0,
+        };
+        assert_eq!(
+            lp.typed::<f64>(&x).unwrap().as_slice::<f64>().unwrap(),
+            &[7.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn max_unpool_scatters_and_pads() {
+        let op = MaxUnpool {
+            attrs: WindowAttrs::for_tests(&[2, 2], &[2, 2], &[0, 0, 0, 0], AutoPad::NotSet),
+            kernel: vec![2, 2],
+        };
+        let x = Tensor::from_vec([1, 1, 2, 2], vec![5f32, 6.0, 7.0, 8.0]).unwrap();
+        let y = op
+            .typed::<f32>(&x, &[5, 7, 13, 15], Some(vec![1, 1, 5, 5]))
+            .unwrap();
+        let mut want = vec![0f32; 25];
+        (want[6], want[8], want[16], want[18]) = (5.0, 6.0, 7.0, 8.0);
+        assert_eq!(y.as_slice::<f32>().unwrap(), want.as_slice());
+        assert!(op.typed::<f32>(&x, &[5, 7, 13, 16], None).is_err());
+    }
+
+    #[test]
+    fn column_major_positions() {
+        assert_eq!(column_major(5, &[3, 3]), 7);
+        assert_eq!(column_major(1, &[2, 3, 4]), 6);
+    }
+}

@@ -1,5 +1,0 @@
-//! (to be written)
-
-use crate::Registry;
-
-pub(crate) fn register(_reg: &mut Registry) {}

@@ -1,0 +1,1 @@
+"""Mirrors ``onnxruntime.capi`` for code that imports names from there."""

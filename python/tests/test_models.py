@@ -1,0 +1,51 @@
+"""The benchmark models give onnxruntime's reference outputs (rtol 1e-4, atol 1e-5), at batch 1
+and at batch 8 (the inputs repeated along axis 0).
+
+mnist_mlp and mnist_cnn are fixtures in the repository; resnet18 (45 MB) and bert_tiny (17 MB)
+are read from ../shared/bench/models and skipped, loudly, when it is not there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import runnx
+
+from conftest import load_npz, model_path
+
+MODELS = ["mnist_mlp", "mnist_cnn", "resnet18", "bert_tiny"]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def bench_model(request):
+    path = model_path(request.param)
+    so = runnx.SessionOptions()
+    so.intra_op_num_threads = 2
+    sess = runnx.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    inputs = load_npz(path.with_name(f"{request.param}.inputs.npz"))
+    outputs = load_npz(path.with_name(f"{request.param}.outputs.npz"))
+    return sess, inputs, outputs
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_bench_model(bench_model, batch):
+    sess, inputs, expected = bench_model
+    assert sorted(i.name for i in sess.get_inputs()) == sorted(inputs)
+    feed = {name: np.repeat(x, batch, axis=0) for name, x in inputs.items()}
+    names = [o.name for o in sess.get_outputs()]
+    outputs = sess.run(None, feed)
+    assert len(outputs) == len(names)
+    for name, got in zip(names, outputs):
+        want = np.repeat(expected[name], batch, axis=0)
+        assert got.shape == want.shape, name
+        assert got.dtype == want.dtype, name
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
+    # Named outputs give the same values.
+    for name, got in zip(names, sess.run(names[::-1], feed)[::-1]):
+        np.testing.assert_allclose(got, np.repeat(expected[name], batch, axis=0), rtol=1e-4, atol=1e-5)
+
+
+def test_mlp_signature_matches_onnxruntime():
+    sess = runnx.InferenceSession(str(model_path("mnist_mlp")))
+    (inp,) = sess.get_inputs()
+    assert (inp.name, inp.type, inp.shape) == ("flatten_input", "tensor(float)", ["batch", 28, 28])
