@@ -36,6 +36,15 @@ pub fn main(args: Args) -> Result<()> {
     let session = Session::from_file(&args.model, &options).with_context(|| args.model.display().to_string())?;
     let declared: Vec<_> = session.inputs().cloned().collect();
     let mut values = load_inputs(&args.inputs, &declared)?;
+    // A misspelt name shows up both as an unknown and as a missing input: name the unknown one.
+    if let Some(extra) = values.keys().find(|k| !declared.iter().any(|d| &d.name == *k)) {
+        let names: Vec<&str> = declared.iter().map(|v| v.name.as_str()).collect();
+        bail!(
+            "{}: '{extra}' is not an input of the model (inputs: {})",
+            args.model.display(),
+            names.join(", ")
+        );
+    }
     let mut feeds = Vec::new();
     for input in &declared {
         match values.remove(&input.name) {
@@ -48,14 +57,6 @@ pub fn main(args: Args) -> Result<()> {
                 input.name
             ),
         }
-    }
-    if let Some(extra) = values.keys().next() {
-        let names: Vec<&str> = declared.iter().map(|v| v.name.as_str()).collect();
-        bail!(
-            "{}: '{extra}' is not an input of the model (inputs: {})",
-            args.model.display(),
-            names.join(", ")
-        );
     }
     let names: Vec<String> = if args.output_names.is_empty() {
         session.outputs().map(|o| o.name.clone()).collect()

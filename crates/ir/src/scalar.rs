@@ -316,7 +316,11 @@ macro_rules! float_type {
             /// semantics selected by `saturate` (see the module documentation).
             #[inline]
             pub fn from_f32(x: f32, saturate: bool) -> Self {
-                // f32 -> f64 is exact, so this rounds once.
+                // A NaN's sign decides the result (ml_dtypes), and Rust does not promise to keep
+                // it through `as f64`; every other f32 widens exactly, so this rounds once.
+                if x.is_nan() {
+                    return Self($fmt.nan_code(x.is_sign_negative()));
+                }
                 Self($fmt.encode(x as f64, saturate))
             }
 
