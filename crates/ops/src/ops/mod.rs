@@ -5,13 +5,17 @@ mod constant;
 pub(crate) mod control;
 mod conv;
 mod elementwise;
+mod loss;
 mod matmul;
 mod norm;
 mod pool;
+mod random;
 mod reduce;
+mod rnn;
 mod sequence;
 mod shape;
 mod softmax;
+mod training;
 mod unary;
 
 use crate::Registry;
@@ -22,12 +26,16 @@ pub(crate) fn register_all(reg: &mut Registry) {
     control::register(reg);
     conv::register(reg);
     elementwise::register(reg);
+    loss::register(reg);
     matmul::register(reg);
     norm::register(reg);
     pool::register(reg);
+    random::register(reg);
     reduce::register(reg);
+    rnn::register(reg);
     sequence::register(reg);
     shape::register(reg);
     softmax::register(reg);
+    training::register(reg);
     unary::register(reg);
 }

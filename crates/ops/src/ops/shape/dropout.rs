@@ -142,13 +142,13 @@ fn random_seed() -> i64 {
 }
 
 /// The Mersenne Twister MT19937 (Matsumoto & Nishimura, 1998) with numpy's 53-bit doubles.
-struct Mt19937 {
+pub(crate) struct Mt19937 {
     state: [u32; 624],
     index: usize,
 }
 
 impl Mt19937 {
-    fn new(seed: u32) -> Mt19937 {
+    pub(crate) fn new(seed: u32) -> Mt19937 {
         let mut state = [0u32; 624];
         state[0] = seed;
         for i in 1..624 {
@@ -185,7 +185,7 @@ impl Mt19937 {
     }
 
     /// A uniform double in [0, 1) from two draws, as numpy's `random_sample`.
-    fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         let a = f64::from(self.next_u32() >> 5);
         let b = f64::from(self.next_u32() >> 6);
         (a * 67_108_864.0 + b) / 9_007_199_254_740_992.0

@@ -7,7 +7,7 @@
 
 pub(crate) mod copy;
 pub(crate) mod dispatch;
-mod dropout;
+pub(crate) mod dropout;
 mod gather;
 mod index;
 mod join;
