@@ -7,6 +7,7 @@ mod conv;
 mod elementwise;
 mod loss;
 mod matmul;
+mod ml;
 mod norm;
 mod pool;
 mod random;
@@ -14,8 +15,10 @@ mod reduce;
 mod rnn;
 mod sequence;
 mod shape;
+mod signal;
 mod softmax;
 mod training;
+mod string;
 mod unary;
 
 use crate::Registry;
@@ -28,6 +31,7 @@ pub(crate) fn register_all(reg: &mut Registry) {
     elementwise::register(reg);
     loss::register(reg);
     matmul::register(reg);
+    ml::register(reg);
     norm::register(reg);
     pool::register(reg);
     random::register(reg);
@@ -35,7 +39,9 @@ pub(crate) fn register_all(reg: &mut Registry) {
     rnn::register(reg);
     sequence::register(reg);
     shape::register(reg);
+    signal::register(reg);
     softmax::register(reg);
     training::register(reg);
+    string::register(reg);
     unary::register(reg);
 }
