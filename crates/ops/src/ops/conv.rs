@@ -935,26 +935,68 @@ impl Kernel for DeformConv {
 // ---------------------------------------------------------------------------------------------
 // ConvInteger
 
-/// ONNX `ConvInteger`, opset 10: Conv on int8/uint8 inputs minus their zero points (X's a
-/// scalar, W's a scalar or one per output channel), accumulated in int32.
-struct ConvInteger {
+/// The attributes of an integer convolution (ConvInteger, QLinearConv) and its forward pass on
+/// inputs already widened and shifted by their zero points.
+pub(super) struct IntegerConv {
     window: WindowAttrs,
     group: usize,
 }
 
+impl IntegerConv {
+    pub(super) fn parse(info: &NodeInfo) -> Result<IntegerConv, OpError> {
+        Ok(IntegerConv {
+            window: WindowAttrs::parse(info)?,
+            group: parse_group(info)?,
+        })
+    }
+
+    /// The number of output channels of a filter of shape `w` (its first dim), checked
+    /// against `x`.
+    pub(super) fn out_channels(&self, x: &[usize], w: &[usize]) -> Result<usize, OpError> {
+        Ok(ConvDims::new(x, w, self.group, false)?.out_channels)
+    }
+
+    /// `conv(x, w) + bias` over `x: [N, C, in...]` and `w: [M, C/group, k...]`; returns the
+    /// output shape `[N, M, out...]` and its values.
+    pub(super) fn forward<T: GemmScalar>(
+        &self,
+        x: &[T],
+        x_shape: &[usize],
+        w: &[T],
+        w_shape: &[usize],
+        bias: Option<&[T]>,
+    ) -> Result<(Vec<usize>, Vec<T>), OpError> {
+        let dims = ConvDims::new(x_shape, w_shape, self.group, false)?;
+        if let Some(b) = bias {
+            if b.len() != dims.out_channels {
+                return Err(OpError::invalid(format!(
+                    "{} biases for {} output channels",
+                    b.len(),
+                    dims.out_channels
+                )));
+            }
+        }
+        let kernel = self.window.kernel(Some(&w_shape[2..]))?;
+        let window = self.window.resolve(&x_shape[2..], &kernel, false)?;
+        let y = conv_forward(x, w, bias, &dims, &window)?;
+        let mut shape = vec![dims.batch, dims.out_channels];
+        shape.extend_from_slice(&window.output);
+        Ok((shape, y))
+    }
+}
+
+/// ONNX `ConvInteger`, opset 10: Conv on int8/uint8 inputs minus their zero points (X's a
+/// scalar, W's a scalar or one per output channel), accumulated in int32.
+struct ConvInteger(IntegerConv);
+
 fn build_conv_integer(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
-    Ok(Box::new(ConvInteger {
-        window: WindowAttrs::parse(info)?,
-        group: parse_group(info)?,
-    }))
+    Ok(Box::new(ConvInteger(IntegerConv::parse(info)?)))
 }
 
 impl Kernel for ConvInteger {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let (x, w) = (inputs.tensor(0)?, inputs.tensor(1)?);
-        let dims = ConvDims::new(x.shape(), w.shape(), self.group, false)?;
-        let kernel = self.window.kernel(Some(&w.shape()[2..]))?;
-        let window = self.window.resolve(&x.shape()[2..], &kernel, false)?;
+        let out_channels = self.0.out_channels(x.shape(), w.shape())?;
         let mut x32 = widen_8bit(x, 0)?;
         let mut w32 = widen_8bit(w, 1)?;
         if let Some(zp) = inputs.opt_tensor(2)? {
@@ -966,25 +1008,19 @@ impl Kernel for ConvInteger {
         }
         if let Some(zp) = inputs.opt_tensor(3)? {
             let zp = widen_8bit(zp, 3)?;
-            if zp.len() != 1 && zp.len() != dims.out_channels {
+            if zp.len() != 1 && zp.len() != out_channels {
                 return Err(OpError::input(
                     3,
-                    format!(
-                        "{} zero points for {} output channels",
-                        zp.len(),
-                        dims.out_channels
-                    ),
+                    format!("{} zero points for {out_channels} output channels", zp.len()),
                 ));
             }
-            let per_channel = w32.len() / dims.out_channels.max(1);
+            let per_channel = w32.len() / out_channels.max(1);
             for (m, filter) in w32.chunks_mut(per_channel.max(1)).enumerate() {
                 let z = zp[m % zp.len()];
                 filter.iter_mut().for_each(|v| *v -= z);
             }
         }
-        let y = conv_forward(&x32, &w32, None, &dims, &window)?;
-        let mut shape = vec![dims.batch, dims.out_channels];
-        shape.extend_from_slice(&window.output);
+        let (shape, y) = self.0.forward(&x32, x.shape(), &w32, w.shape(), None)?;
         Ok(vec![Tensor::from_vec(shape, y)?.into()])
     }
 }

@@ -78,6 +78,16 @@ impl MatMulPlan {
         self.a_index.len()
     }
 
+    /// `(m, k, n)`: each product is `[m, k] x [k, n]`.
+    pub(crate) fn dims(&self) -> (usize, usize, usize) {
+        (self.m, self.k, self.n)
+    }
+
+    /// The output shape (batch dims, then `m` and `n` unless an operand was 1-D).
+    pub(crate) fn out_shape(&self) -> &[usize] {
+        &self.out_shape
+    }
+
     /// Computes every output matrix.
     pub(crate) fn run<T: GemmScalar>(&self, a: &[T], b: &[T]) -> Result<Vec<T>, OpError> {
         let (m, k, n) = (self.m, self.k, self.n);
