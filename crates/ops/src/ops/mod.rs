@@ -1,5 +1,6 @@
 //! Op implementations, one module per family. Each module's `register` lists its ops.
 
+mod attention;
 mod cast;
 mod constant;
 pub(crate) mod control;
@@ -17,6 +18,7 @@ mod unary;
 use crate::Registry;
 
 pub(crate) fn register_all(reg: &mut Registry) {
+    attention::register(reg);
     cast::register(reg);
     constant::register(reg);
     control::register(reg);
