@@ -1,6 +1,7 @@
 //! Op implementations, one module per family. Each module's `register` lists its ops.
 
 mod bitcast;
+mod attention;
 mod cast;
 mod constant;
 pub(crate) mod control;
@@ -29,6 +30,7 @@ use crate::Registry;
 
 pub(crate) fn register_all(reg: &mut Registry) {
     bitcast::register(reg);
+    attention::register(reg);
     cast::register(reg);
     constant::register(reg);
     control::register(reg);
