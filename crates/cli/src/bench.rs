@@ -9,7 +9,8 @@ use runnx_ir::Value;
 use runnx_runtime::{Session, SessionOptions};
 
 use crate::inputs::{
-    concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_tensor, repeat_batch, InputArg, Rng,
+    concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_tensor,
+    repeat_batch, InputArg, Rng,
 };
 
 /// Dynamic dims that are neither the leading (batch) dim nor given with --dim.
@@ -17,7 +18,9 @@ const DEFAULT_DYNAMIC_DIM: usize = 128;
 
 /// Measure run latency: median, p90, min and max over many runs after warm-up.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  runnx bench tests/fixtures/mnist_cnn.onnx --threads 1 --batch 8\n  runnx bench bert.onnx --dim sequence=128 --range input_ids=0:30522 --json")]
+#[command(
+    after_help = "Examples:\n  runnx bench tests/fixtures/mnist_cnn.onnx --threads 1 --batch 8\n  runnx bench bert.onnx --dim sequence=128 --range input_ids=0:30522 --json"
+)]
 pub struct Args {
     /// The .onnx file.
     model: PathBuf,
@@ -55,7 +58,8 @@ pub fn main(args: Args) -> Result<()> {
         intra_op_threads: args.threads,
         ..Default::default()
     };
-    let session = Session::from_file(&args.model, &options).with_context(|| args.model.display().to_string())?;
+    let session = Session::from_file(&args.model, &options)
+        .with_context(|| args.model.display().to_string())?;
     let declared: Vec<_> = session.inputs().cloned().collect();
     let given = load_inputs(&args.inputs, &declared)?;
     let dims: HashMap<String, usize> = args.dims.iter().cloned().collect();
@@ -81,16 +85,29 @@ pub fn main(args: Args) -> Result<()> {
                 }
             }
         }
-        let dtype = input.ty.as_tensor().map(|t| t.dtype).expect("concrete_shape checked it is a tensor");
+        let dtype = input
+            .ty
+            .as_tensor()
+            .map(|t| t.dtype)
+            .expect("concrete_shape checked it is a tensor");
         let range = ranges
             .get(&input.name)
             .copied()
-            .unwrap_or(if dtype.is_float() { (-1.0, 1.0) } else { (0.0, 100.0) });
-        feeds.push((input.name.clone(), Value::Tensor(random_tensor(dtype, &shape, range, &mut rng)?)));
+            .unwrap_or(if dtype.is_float() {
+                (-1.0, 1.0)
+            } else {
+                (0.0, 100.0)
+            });
+        feeds.push((
+            input.name.clone(),
+            Value::Tensor(random_tensor(dtype, &shape, range, &mut rng)?),
+        ));
     }
     let run = |feeds: &Vec<(String, Value)>| -> Result<Duration> {
         let start = Instant::now();
-        session.run(feeds.clone(), None).with_context(|| args.model.display().to_string())?;
+        session
+            .run(feeds.clone(), None)
+            .with_context(|| args.model.display().to_string())?;
         Ok(start.elapsed())
     };
     for _ in 0..args.warmup {

@@ -20,7 +20,10 @@ pub fn parse_input_arg(s: &str) -> Result<InputArg, String> {
             path: PathBuf::from(path),
         }),
         Some(_) => Err(format!("expected NAME=FILE, got '{s}'")),
-        None => Ok(InputArg { name: None, path: PathBuf::from(s) }),
+        None => Ok(InputArg {
+            name: None,
+            path: PathBuf::from(s),
+        }),
     }
 }
 
@@ -29,8 +32,16 @@ pub fn parse_input_arg(s: &str) -> Result<InputArg, String> {
 pub fn load_inputs(args: &[InputArg], declared: &[ValueInfo]) -> Result<HashMap<String, Value>> {
     let mut values = HashMap::new();
     for arg in args {
-        let ext = arg.path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        let read = || std::fs::read(&arg.path).with_context(|| format!("cannot read input file {}", arg.path.display()));
+        let ext = arg
+            .path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let read = || {
+            std::fs::read(&arg.path)
+                .with_context(|| format!("cannot read input file {}", arg.path.display()))
+        };
         match (ext.as_str(), &arg.name) {
             ("npz", None) => {
                 let file = std::fs::File::open(&arg.path)
@@ -66,12 +77,23 @@ pub fn load_inputs(args: &[InputArg], declared: &[ValueInfo]) -> Result<HashMap<
                 };
                 let bytes = read()?;
                 let value = match ext {
-                    "npy" => Value::Tensor(runnx_ir::npy::read_npy(&bytes).with_context(|| arg.path.display().to_string())?),
+                    "npy" => Value::Tensor(
+                        runnx_ir::npy::read_npy(&bytes)
+                            .with_context(|| arg.path.display().to_string())?,
+                    ),
                     "pb" => {
-                        let ty = declared.iter().find(|v| v.name == name).map(|v| v.ty.clone()).unwrap_or(ValueType::Unknown);
-                        runnx_ir::convert::value_from_pb(&bytes, &ty).with_context(|| arg.path.display().to_string())?
+                        let ty = declared
+                            .iter()
+                            .find(|v| v.name == name)
+                            .map(|v| v.ty.clone())
+                            .unwrap_or(ValueType::Unknown);
+                        runnx_ir::convert::value_from_pb(&bytes, &ty)
+                            .with_context(|| arg.path.display().to_string())?
                     }
-                    other => bail!("{}: unsupported input file type '.{other}' (use .npy, .npz or .pb)", arg.path.display()),
+                    other => bail!(
+                        "{}: unsupported input file type '.{other}' (use .npy, .npz or .pb)",
+                        arg.path.display()
+                    ),
                 };
                 values.insert(name, value);
             }
@@ -82,15 +104,23 @@ pub fn load_inputs(args: &[InputArg], declared: &[ValueInfo]) -> Result<HashMap<
 
 /// `NAME=VALUE` for --dim.
 pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
-    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
-    let value = value.parse().map_err(|_| format!("'{value}' is not a dimension size"))?;
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
+    let value = value
+        .parse()
+        .map_err(|_| format!("'{value}' is not a dimension size"))?;
     Ok((name.to_string(), value))
 }
 
 /// `NAME=LO:HI` for --range.
 pub fn parse_range(s: &str) -> Result<(String, (f64, f64)), String> {
-    let (name, range) = s.split_once('=').ok_or_else(|| format!("expected NAME=LO:HI, got '{s}'"))?;
-    let (lo, hi) = range.split_once(':').ok_or_else(|| format!("expected LO:HI, got '{range}'"))?;
+    let (name, range) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=LO:HI, got '{s}'"))?;
+    let (lo, hi) = range
+        .split_once(':')
+        .ok_or_else(|| format!("expected LO:HI, got '{range}'"))?;
     let lo: f64 = lo.parse().map_err(|_| format!("'{lo}' is not a number"))?;
     let hi: f64 = hi.parse().map_err(|_| format!("'{hi}' is not a number"))?;
     if hi <= lo {
@@ -101,15 +131,25 @@ pub fn parse_range(s: &str) -> Result<(String, (f64, f64)), String> {
 
 /// The concrete shape of `input`: fixed dims as declared, symbolic dims from `dims` by name,
 /// otherwise a leading dynamic dim from `batch` and other dynamic dims from `default_dim`.
-pub fn concrete_shape(input: &ValueInfo, batch: usize, dims: &HashMap<String, usize>, default_dim: usize) -> Result<Vec<usize>> {
-    let tt = input
-        .ty
-        .as_tensor()
-        .ok_or_else(|| anyhow!("input '{}' is a {}, not a tensor; give it with --input", input.name, input.ty.type_string()))?;
-    let declared = tt
-        .shape
-        .as_ref()
-        .ok_or_else(|| anyhow!("input '{}' has no declared shape; give it with --input", input.name))?;
+pub fn concrete_shape(
+    input: &ValueInfo,
+    batch: usize,
+    dims: &HashMap<String, usize>,
+    default_dim: usize,
+) -> Result<Vec<usize>> {
+    let tt = input.ty.as_tensor().ok_or_else(|| {
+        anyhow!(
+            "input '{}' is a {}, not a tensor; give it with --input",
+            input.name,
+            input.ty.type_string()
+        )
+    })?;
+    let declared = tt.shape.as_ref().ok_or_else(|| {
+        anyhow!(
+            "input '{}' has no declared shape; give it with --input",
+            input.name
+        )
+    })?;
     Ok(declared
         .iter()
         .enumerate()
@@ -144,14 +184,23 @@ impl Rng {
 }
 
 /// A random tensor: integers uniform in [lo, hi), floats uniform in [lo, hi), bools fair coins.
-pub fn random_tensor(dtype: DataType, shape: &[usize], (lo, hi): (f64, f64), rng: &mut Rng) -> Result<Tensor> {
+pub fn random_tensor(
+    dtype: DataType,
+    shape: &[usize],
+    (lo, hi): (f64, f64),
+    rng: &mut Rng,
+) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let mut draw = || lo + (hi - lo) * rng.unit();
     let data = match dtype {
         DataType::Float => TensorData::Float((0..n).map(|_| draw() as f32).collect()),
         DataType::Double => TensorData::Double((0..n).map(|_| draw()).collect()),
-        DataType::Float16 => TensorData::Float16((0..n).map(|_| half::f16::from_f64(draw())).collect()),
-        DataType::Bfloat16 => TensorData::Bfloat16((0..n).map(|_| half::bf16::from_f64(draw())).collect()),
+        DataType::Float16 => {
+            TensorData::Float16((0..n).map(|_| half::f16::from_f64(draw())).collect())
+        }
+        DataType::Bfloat16 => {
+            TensorData::Bfloat16((0..n).map(|_| half::bf16::from_f64(draw())).collect())
+        }
         DataType::Int64 => TensorData::Int64((0..n).map(|_| draw().floor() as i64).collect()),
         DataType::Int32 => TensorData::Int32((0..n).map(|_| draw().floor() as i32).collect()),
         DataType::Int16 => TensorData::Int16((0..n).map(|_| draw().floor() as i16).collect()),

@@ -11,7 +11,9 @@ use serde_json::json;
 ///
 /// Example: runnx inspect model.onnx --json
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  runnx inspect tests/fixtures/mnist_mlp.onnx\n  runnx inspect model.onnx --json | jq .inputs")]
+#[command(
+    after_help = "Example:\n  runnx inspect tests/fixtures/mnist_mlp.onnx\n  runnx inspect model.onnx --json | jq .inputs"
+)]
 pub struct Args {
     /// The .onnx file.
     model: PathBuf,
@@ -21,10 +23,14 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let model = runnx_ir::load_model(&args.model).with_context(|| format!("{}", args.model.display()))?;
+    let model =
+        runnx_ir::load_model(&args.model).with_context(|| format!("{}", args.model.display()))?;
     let summary = Summary::of(&model);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary.to_json(&model))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary.to_json(&model))?
+        );
     } else {
         summary.print(&model, &args.model);
     }
@@ -66,7 +72,10 @@ impl Summary {
             .collect();
         println!("opsets     {}", opsets.join(", "));
         if !model.doc_string.is_empty() {
-            println!("doc        {}", model.doc_string.lines().next().unwrap_or(""));
+            println!(
+                "doc        {}",
+                model.doc_string.lines().next().unwrap_or("")
+            );
         }
         for (k, v) in &model.metadata_props {
             println!("metadata   {k} = {v}");
@@ -96,15 +105,19 @@ impl Summary {
 
     fn to_json(&self, model: &Model) -> serde_json::Value {
         let io = |vi: &ValueInfo| {
-            let shape = vi.ty.as_tensor().and_then(|t| t.shape.as_ref()).map(|dims| {
-                dims.iter()
-                    .map(|d| match d {
-                        runnx_ir::Dim::Fixed(n) => json!(n),
-                        runnx_ir::Dim::Symbol(s) => json!(s),
-                        runnx_ir::Dim::Unknown => serde_json::Value::Null,
-                    })
-                    .collect::<Vec<_>>()
-            });
+            let shape = vi
+                .ty
+                .as_tensor()
+                .and_then(|t| t.shape.as_ref())
+                .map(|dims| {
+                    dims.iter()
+                        .map(|d| match d {
+                            runnx_ir::Dim::Fixed(n) => json!(n),
+                            runnx_ir::Dim::Symbol(s) => json!(s),
+                            runnx_ir::Dim::Unknown => serde_json::Value::Null,
+                        })
+                        .collect::<Vec<_>>()
+                });
             json!({"name": vi.name, "type": vi.ty.type_string(), "shape": shape})
         };
         json!({

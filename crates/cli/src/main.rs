@@ -11,7 +11,12 @@ mod run;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "runnx", version, about = "ONNX toolkit and inference engine", propagate_version = true)]
+#[command(
+    name = "runnx",
+    version,
+    about = "ONNX toolkit and inference engine",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

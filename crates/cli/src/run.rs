@@ -10,7 +10,9 @@ use crate::inputs::{load_inputs, parse_input_arg, InputArg};
 
 /// Run a model on inputs from .npy, .npz or .pb files; write outputs as .npz or summarise them.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  runnx run tests/fixtures/mnist_mlp.onnx --input tests/fixtures/mnist_mlp.inputs.npz\n  runnx run model.onnx --input input_ids=ids.npy --input attention_mask=mask.npy --output out.npz\n  runnx run model.onnx --input x.pb --output-names logits")]
+#[command(
+    after_help = "Examples:\n  runnx run tests/fixtures/mnist_mlp.onnx --input tests/fixtures/mnist_mlp.inputs.npz\n  runnx run model.onnx --input input_ids=ids.npy --input attention_mask=mask.npy --output out.npz\n  runnx run model.onnx --input x.pb --output-names logits"
+)]
 pub struct Args {
     /// The .onnx file.
     model: PathBuf,
@@ -33,11 +35,15 @@ pub fn main(args: Args) -> Result<()> {
         intra_op_threads: args.threads,
         ..Default::default()
     };
-    let session = Session::from_file(&args.model, &options).with_context(|| args.model.display().to_string())?;
+    let session = Session::from_file(&args.model, &options)
+        .with_context(|| args.model.display().to_string())?;
     let declared: Vec<_> = session.inputs().cloned().collect();
     let mut values = load_inputs(&args.inputs, &declared)?;
     // A misspelt name shows up both as an unknown and as a missing input: name the unknown one.
-    if let Some(extra) = values.keys().find(|k| !declared.iter().any(|d| &d.name == *k)) {
+    if let Some(extra) = values
+        .keys()
+        .find(|k| !declared.iter().any(|d| &d.name == *k))
+    {
         let names: Vec<&str> = declared.iter().map(|v| v.name.as_str()).collect();
         bail!(
             "{}: '{extra}' is not an input of the model (inputs: {})",
@@ -72,10 +78,14 @@ pub fn main(args: Args) -> Result<()> {
             for (name, value) in names.iter().zip(outputs) {
                 match value {
                     Value::Tensor(t) => tensors.push((name.clone(), t)),
-                    other => bail!("output '{name}' is a {}; only tensors can be written to .npz", other.describe()),
+                    other => bail!(
+                        "output '{name}' is a {}; only tensors can be written to .npz",
+                        other.describe()
+                    ),
                 }
             }
-            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
             runnx_ir::npy::write_npz(std::io::BufWriter::new(file), &tensors)
                 .with_context(|| path.display().to_string())?;
             eprintln!("wrote {} output(s) to {}", tensors.len(), path.display());
@@ -108,10 +118,15 @@ fn summarize(value: &Value) -> String {
                 .unwrap_or(0);
             let shown: Vec<String> = v.iter().take(10).map(|x| format!("{x:.6}")).collect();
             let more = if v.len() > 10 { ", ..." } else { "" };
-            format!("{head} min {min:.6} max {max:.6} mean {mean:.6} argmax {argmax}: [{}{more}]", shown.join(", "))
+            format!(
+                "{head} min {min:.6} max {max:.6} mean {mean:.6} argmax {argmax}: [{}{more}]",
+                shown.join(", ")
+            )
         }
         _ => {
-            let shown: Vec<String> = (0..t.len().min(10)).map(|i| format!("{:?}", t.data().gather(&[i]))).collect();
+            let shown: Vec<String> = (0..t.len().min(10))
+                .map(|i| format!("{:?}", t.data().gather(&[i])))
+                .collect();
             format!("{head}: {}", shown.join(" "))
         }
     }

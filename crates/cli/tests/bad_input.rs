@@ -10,17 +10,33 @@ use runnx_onnx::proto::{
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 /// Runs `runnx ARGS`, expects failure, returns stderr.
 fn fails(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_runnx")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runnx"))
+        .args(args)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "runnx {args:?} should fail with exit code 1; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "runnx {args:?} panicked: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "runnx {args:?} should fail with exit code 1; stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "runnx {args:?} panicked: {stderr}"
+    );
     assert!(stderr.starts_with("error: "), "runnx {args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected: {stderr}"
+    );
     stderr
 }
 
@@ -129,19 +145,53 @@ fn truncated_and_random_files() {
 #[test]
 fn external_data_must_stay_in_the_model_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let e = fails(&["run", &write(dir.path(), "missing.onnx", &add_model("Add", Some("weights.bin")))]);
+    let e = fails(&[
+        "run",
+        &write(
+            dir.path(),
+            "missing.onnx",
+            &add_model("Add", Some("weights.bin")),
+        ),
+    ]);
     assert!(e.contains("weights.bin"), "{e}");
-    let e = fails(&["run", &write(dir.path(), "escape.onnx", &add_model("Add", Some("../../etc/passwd")))]);
-    assert!(e.contains("../../etc/passwd") && e.contains("leaves the model's folder"), "{e}");
-    let e = fails(&["run", &write(dir.path(), "abs.onnx", &add_model("Add", Some("/etc/passwd")))]);
+    let e = fails(&[
+        "run",
+        &write(
+            dir.path(),
+            "escape.onnx",
+            &add_model("Add", Some("../../etc/passwd")),
+        ),
+    ]);
+    assert!(
+        e.contains("../../etc/passwd") && e.contains("leaves the model's folder"),
+        "{e}"
+    );
+    let e = fails(&[
+        "run",
+        &write(
+            dir.path(),
+            "abs.onnx",
+            &add_model("Add", Some("/etc/passwd")),
+        ),
+    ]);
     assert!(e.contains("absolute path"), "{e}");
 }
 
 #[test]
 fn unknown_op_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let e = fails(&["run", &write(dir.path(), "unknown.onnx", &add_model("FrobnicateTensor", None))]);
-    assert!(e.contains("FrobnicateTensor") && e.contains("the_node"), "{e}");
+    let e = fails(&[
+        "run",
+        &write(
+            dir.path(),
+            "unknown.onnx",
+            &add_model("FrobnicateTensor", None),
+        ),
+    ]);
+    assert!(
+        e.contains("FrobnicateTensor") && e.contains("the_node"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -153,22 +203,47 @@ fn wrong_inputs_are_named() {
         std::fs::write(&path, runnx_ir::npy::write_npy(&t).unwrap()).unwrap();
         path.to_str().unwrap().to_string()
     };
-    let good = save("good.npy", runnx_ir::Tensor::from_vec([2], vec![1f32, 2.]).unwrap());
-    let f64s = save("f64.npy", runnx_ir::Tensor::from_vec([2], vec![1f64, 2.]).unwrap());
-    let rank2 = save("rank2.npy", runnx_ir::Tensor::from_vec([1, 2], vec![1f32, 2.]).unwrap());
-    let wide = save("wide.npy", runnx_ir::Tensor::from_vec([3], vec![1f32, 2., 3.]).unwrap());
+    let good = save(
+        "good.npy",
+        runnx_ir::Tensor::from_vec([2], vec![1f32, 2.]).unwrap(),
+    );
+    let f64s = save(
+        "f64.npy",
+        runnx_ir::Tensor::from_vec([2], vec![1f64, 2.]).unwrap(),
+    );
+    let rank2 = save(
+        "rank2.npy",
+        runnx_ir::Tensor::from_vec([1, 2], vec![1f32, 2.]).unwrap(),
+    );
+    let wide = save(
+        "wide.npy",
+        runnx_ir::Tensor::from_vec([3], vec![1f32, 2., 3.]).unwrap(),
+    );
 
     let e = fails(&["run", &model, "--input", &format!("nope={good}")]);
     assert!(e.contains("'nope'") && e.contains("x"), "{e}");
     let e = fails(&["run", &model, "--input", &format!("x={f64s}")]);
-    assert!(e.contains("'x'") && e.contains("float") && e.contains("double"), "{e}");
+    assert!(
+        e.contains("'x'") && e.contains("float") && e.contains("double"),
+        "{e}"
+    );
     let e = fails(&["run", &model, "--input", &format!("x={rank2}")]);
     assert!(e.contains("'x'") && e.contains("rank"), "{e}");
     let e = fails(&["run", &model, "--input", &format!("x={wide}")]);
-    assert!(e.contains("'x'") && e.contains("[1, 2, 3]") || e.contains("[3]"), "{e}");
+    assert!(
+        e.contains("'x'") && e.contains("[1, 2, 3]") || e.contains("[3]"),
+        "{e}"
+    );
     let e = fails(&["run", &model]);
     assert!(e.contains("'x'"), "{e}");
-    let e = fails(&["run", &model, "--input", &format!("x={good}"), "--output-names", "zzz"]);
+    let e = fails(&[
+        "run",
+        &model,
+        "--input",
+        &format!("x={good}"),
+        "--output-names",
+        "zzz",
+    ]);
     assert!(e.contains("'zzz'"), "{e}");
     let e = fails(&["run", &model, "--input", "x=/nonexistent.npy"]);
     assert!(e.contains("/nonexistent.npy"), "{e}");

@@ -16,9 +16,12 @@ fn repo() -> PathBuf {
 
 /// Finds NAME.onnx in the fixtures, else in ../shared/bench/models.
 fn model_dir(name: &str) -> Option<PathBuf> {
-    [repo().join("tests/fixtures"), repo().join("../shared/bench/models")]
-        .into_iter()
-        .find(|d| d.join(format!("{name}.onnx")).exists())
+    [
+        repo().join("tests/fixtures"),
+        repo().join("../shared/bench/models"),
+    ]
+    .into_iter()
+    .find(|d| d.join(format!("{name}.onnx")).exists())
 }
 
 fn load_npz(path: &Path) -> Vec<(String, Tensor)> {
@@ -39,7 +42,10 @@ fn assert_close(name: &str, expected: &Tensor, got: &Tensor) {
     let mut worst = 0f32;
     for (i, (&a, &b)) in e.iter().zip(g).enumerate() {
         let err = (a - b).abs();
-        assert!(err <= 1e-5 + 1e-4 * a.abs(), "{name}[{i}]: expected {a}, got {b}");
+        assert!(
+            err <= 1e-5 + 1e-4 * a.abs(),
+            "{name}[{i}]: expected {a}, got {b}"
+        );
         worst = worst.max(err);
     }
     eprintln!("{name}: max abs error {worst:.2e}");
@@ -55,21 +61,40 @@ fn check_model(name: &str) {
     let tmp = tempfile::tempdir().unwrap();
     for batch in [1, 8] {
         let feed_path = tmp.path().join(format!("in{batch}.npz"));
-        let feeds: Vec<(String, Tensor)> = inputs.iter().map(|(n, t)| (n.clone(), repeat(t, batch))).collect();
+        let feeds: Vec<(String, Tensor)> = inputs
+            .iter()
+            .map(|(n, t)| (n.clone(), repeat(t, batch)))
+            .collect();
         write_npz(std::fs::File::create(&feed_path).unwrap(), &feeds).unwrap();
         let out_path = tmp.path().join(format!("out{batch}.npz"));
         let status = Command::new(env!("CARGO_BIN_EXE_runnx"))
-            .args(["run", dir.join(format!("{name}.onnx")).to_str().unwrap(), "--input"])
+            .args([
+                "run",
+                dir.join(format!("{name}.onnx")).to_str().unwrap(),
+                "--input",
+            ])
             .arg(&feed_path)
             .arg("--output")
             .arg(&out_path)
             .output()
             .unwrap();
-        assert!(status.status.success(), "{name} batch {batch}: {}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{name} batch {batch}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
         let got = load_npz(&out_path);
         for (out_name, expected) in &outputs {
-            let g = &got.iter().find(|(n, _)| n == out_name).unwrap_or_else(|| panic!("{name}: no output {out_name}")).1;
-            assert_close(&format!("{name} batch {batch} {out_name}"), &repeat(expected, batch), g);
+            let g = &got
+                .iter()
+                .find(|(n, _)| n == out_name)
+                .unwrap_or_else(|| panic!("{name}: no output {out_name}"))
+                .1;
+            assert_close(
+                &format!("{name} batch {batch} {out_name}"),
+                &repeat(expected, batch),
+                g,
+            );
         }
     }
 }

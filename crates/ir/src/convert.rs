@@ -7,13 +7,18 @@ use bytes::Bytes;
 use half::{bf16, f16};
 use num_complex::Complex;
 use runnx_onnx::proto::{
-    self, attribute_proto::AttributeType, tensor_proto::DataLocation, tensor_shape_proto, type_proto,
+    self, attribute_proto::AttributeType, tensor_proto::DataLocation, tensor_shape_proto,
+    type_proto,
 };
 use runnx_onnx::{ExternalDataResolver, LoadedModel};
 
 use crate::dtype::DataType;
-use crate::graph::{Attribute, AttributeValue, Function, Graph, Model, Node, SparseTensor, ValueInfo};
-use crate::scalar::{self, F4E2M1, F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, F8E8M0, I2, I4, U2, U4};
+use crate::graph::{
+    Attribute, AttributeValue, Function, Graph, Model, Node, SparseTensor, ValueInfo,
+};
+use crate::scalar::{
+    self, F4E2M1, F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, F8E8M0, I2, I4, U2, U4,
+};
 use crate::tensor::{shape_len, Shape, Tensor, TensorData};
 use crate::types::{Dim, TensorType, ValueType};
 use crate::IrError;
@@ -39,7 +44,12 @@ pub fn model_from_proto(loaded: &LoadedModel) -> Result<Model, IrError> {
         metadata_props: p
             .metadata_props
             .iter()
-            .map(|e| (e.key.clone().unwrap_or_default(), e.value.clone().unwrap_or_default()))
+            .map(|e| {
+                (
+                    e.key.clone().unwrap_or_default(),
+                    e.value.clone().unwrap_or_default(),
+                )
+            })
             .collect(),
         graph,
         functions: p
@@ -100,9 +110,17 @@ impl Ctx<'_> {
             doc_string: g.doc_string.clone().unwrap_or_default(),
             inputs: g.input.iter().map(value_info).collect::<Result<_, _>>()?,
             outputs: g.output.iter().map(value_info).collect::<Result<_, _>>()?,
-            value_info: g.value_info.iter().map(value_info).collect::<Result<_, _>>()?,
+            value_info: g
+                .value_info
+                .iter()
+                .map(value_info)
+                .collect::<Result<_, _>>()?,
             initializers,
-            nodes: g.node.iter().map(|n| self.node(n)).collect::<Result<_, _>>()?,
+            nodes: g
+                .node
+                .iter()
+                .map(|n| self.node(n))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -138,9 +156,17 @@ impl Ctx<'_> {
                 .iter()
                 .map(|a| self.attribute(a))
                 .collect::<Result<_, _>>()?,
-            nodes: f.node.iter().map(|n| self.node(n)).collect::<Result<_, _>>()?,
+            nodes: f
+                .node
+                .iter()
+                .map(|n| self.node(n))
+                .collect::<Result<_, _>>()?,
             opset_imports: opsets(&f.opset_import),
-            value_info: f.value_info.iter().map(value_info).collect::<Result<_, _>>()?,
+            value_info: f
+                .value_info
+                .iter()
+                .map(value_info)
+                .collect::<Result<_, _>>()?,
             doc_string: f.doc_string.clone().unwrap_or_default(),
         })
     }
@@ -153,7 +179,9 @@ impl Ctx<'_> {
             Some(AttributeType::Undefined) | None => infer_attribute_type(a),
             Some(k) => k,
         };
-        let err = |what: &str| IrError::Invalid(format!("attribute '{name}' of type {what} has no value"));
+        let err = |what: &str| {
+            IrError::Invalid(format!("attribute '{name}' of type {what} has no value"))
+        };
         let value = match kind {
             AttributeType::Float => AttributeValue::Float(a.f.unwrap_or(0.0)),
             AttributeType::Int => AttributeValue::Int(a.i.unwrap_or(0)),
@@ -161,21 +189,30 @@ impl Ctx<'_> {
             AttributeType::Tensor => {
                 AttributeValue::Tensor(self.tensor(a.t.as_ref().ok_or_else(|| err("tensor"))?)?)
             }
-            AttributeType::Graph => {
-                AttributeValue::Graph(Arc::new(self.graph(a.g.as_ref().ok_or_else(|| err("graph"))?)?))
-            }
+            AttributeType::Graph => AttributeValue::Graph(Arc::new(
+                self.graph(a.g.as_ref().ok_or_else(|| err("graph"))?)?,
+            )),
             AttributeType::SparseTensor => AttributeValue::SparseTensor(
-                self.sparse(a.sparse_tensor.as_ref().ok_or_else(|| err("sparse_tensor"))?)?,
+                self.sparse(
+                    a.sparse_tensor
+                        .as_ref()
+                        .ok_or_else(|| err("sparse_tensor"))?,
+                )?,
             ),
             AttributeType::TypeProto => {
                 AttributeValue::Type(value_type(a.tp.as_ref().ok_or_else(|| err("type_proto"))?)?)
             }
             AttributeType::Floats => AttributeValue::Floats(a.floats.clone()),
             AttributeType::Ints => AttributeValue::Ints(a.ints.clone()),
-            AttributeType::Strings => AttributeValue::Strings(a.strings.iter().map(|s| s.to_vec()).collect()),
-            AttributeType::Tensors => {
-                AttributeValue::Tensors(a.tensors.iter().map(|t| self.tensor(t)).collect::<Result<_, _>>()?)
+            AttributeType::Strings => {
+                AttributeValue::Strings(a.strings.iter().map(|s| s.to_vec()).collect())
             }
+            AttributeType::Tensors => AttributeValue::Tensors(
+                a.tensors
+                    .iter()
+                    .map(|t| self.tensor(t))
+                    .collect::<Result<_, _>>()?,
+            ),
             AttributeType::Graphs => AttributeValue::Graphs(
                 a.graphs
                     .iter()
@@ -183,11 +220,17 @@ impl Ctx<'_> {
                     .collect::<Result<_, _>>()?,
             ),
             AttributeType::SparseTensors => AttributeValue::SparseTensors(
-                a.sparse_tensors.iter().map(|s| self.sparse(s)).collect::<Result<_, _>>()?,
+                a.sparse_tensors
+                    .iter()
+                    .map(|s| self.sparse(s))
+                    .collect::<Result<_, _>>()?,
             ),
-            AttributeType::TypeProtos => {
-                AttributeValue::Types(a.type_protos.iter().map(value_type).collect::<Result<_, _>>()?)
-            }
+            AttributeType::TypeProtos => AttributeValue::Types(
+                a.type_protos
+                    .iter()
+                    .map(value_type)
+                    .collect::<Result<_, _>>()?,
+            ),
             AttributeType::Undefined => unreachable!("inferred above"),
         };
         Ok(Attribute {
@@ -275,7 +318,8 @@ fn dims_of(dims: &[i64]) -> Result<Shape, IrError> {
     let mut shape = Shape::with_capacity(dims.len());
     let mut total: usize = 1;
     for &d in dims {
-        let d = usize::try_from(d).map_err(|_| IrError::Invalid(format!("negative dimension {d}")))?;
+        let d =
+            usize::try_from(d).map_err(|_| IrError::Invalid(format!("negative dimension {d}")))?;
         total = total
             .checked_mul(d)
             .filter(|&t| t <= isize::MAX as usize / 16)
@@ -287,7 +331,11 @@ fn dims_of(dims: &[i64]) -> Result<Shape, IrError> {
 
 /// Decodes little-endian `raw_data` (ONNX's packed layout for sub-byte types).
 fn decode_raw(dtype: DataType, raw: &[u8], len: usize) -> Result<TensorData, IrError> {
-    fn le<const N: usize, T>(raw: &[u8], len: usize, f: impl Fn([u8; N]) -> T) -> Result<Vec<T>, IrError> {
+    fn le<const N: usize, T>(
+        raw: &[u8],
+        len: usize,
+        f: impl Fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, IrError> {
         if raw.len() != len * N {
             return Err(IrError::Invalid(format!(
                 "raw_data holds {} bytes, expected {} for {len} elements",
@@ -315,7 +363,9 @@ fn decode_raw(dtype: DataType, raw: &[u8], len: usize) -> Result<TensorData, IrE
         D::Float => TensorData::Float(le(raw, len, f32::from_le_bytes)?),
         D::Double => TensorData::Double(le(raw, len, f64::from_le_bytes)?),
         D::Float16 => TensorData::Float16(le(raw, len, |b| f16::from_bits(u16::from_le_bytes(b)))?),
-        D::Bfloat16 => TensorData::Bfloat16(le(raw, len, |b| bf16::from_bits(u16::from_le_bytes(b)))?),
+        D::Bfloat16 => {
+            TensorData::Bfloat16(le(raw, len, |b| bf16::from_bits(u16::from_le_bytes(b)))?)
+        }
         D::Int8 => TensorData::Int8(le(raw, len, i8::from_le_bytes)?),
         D::Int16 => TensorData::Int16(le(raw, len, i16::from_le_bytes)?),
         D::Int32 => TensorData::Int32(le(raw, len, i32::from_le_bytes)?),
@@ -338,11 +388,17 @@ fn decode_raw(dtype: DataType, raw: &[u8], len: usize) -> Result<TensorData, IrE
             )
         })?),
         D::Float8E4M3FN => TensorData::Float8E4M3FN(le(raw, len, |[b]: [u8; 1]| F8E4M3FN(b))?),
-        D::Float8E4M3FNUZ => TensorData::Float8E4M3FNUZ(le(raw, len, |[b]: [u8; 1]| F8E4M3FNUZ(b))?),
+        D::Float8E4M3FNUZ => {
+            TensorData::Float8E4M3FNUZ(le(raw, len, |[b]: [u8; 1]| F8E4M3FNUZ(b))?)
+        }
         D::Float8E5M2 => TensorData::Float8E5M2(le(raw, len, |[b]: [u8; 1]| F8E5M2(b))?),
-        D::Float8E5M2FNUZ => TensorData::Float8E5M2FNUZ(le(raw, len, |[b]: [u8; 1]| F8E5M2FNUZ(b))?),
+        D::Float8E5M2FNUZ => {
+            TensorData::Float8E5M2FNUZ(le(raw, len, |[b]: [u8; 1]| F8E5M2FNUZ(b))?)
+        }
         D::Float8E8M0 => TensorData::Float8E8M0(le(raw, len, |[b]: [u8; 1]| F8E8M0(b))?),
-        D::Uint4 | D::Int4 | D::Float4E2M1 => unpack_nibbles(dtype, &scalar::unpack_4bit(packed(2)?, len)),
+        D::Uint4 | D::Int4 | D::Float4E2M1 => {
+            unpack_nibbles(dtype, &scalar::unpack_4bit(packed(2)?, len))
+        }
         D::Uint2 | D::Int2 => unpack_crumbs(dtype, &scalar::unpack_2bit(packed(4)?, len)),
         D::String => unreachable!("strings have no raw form"),
     })
@@ -351,7 +407,12 @@ fn decode_raw(dtype: DataType, raw: &[u8], len: usize) -> Result<TensorData, IrE
 fn unpack_nibbles(dtype: DataType, nibbles: &[u8]) -> TensorData {
     match dtype {
         DataType::Uint4 => TensorData::Uint4(nibbles.iter().map(|&n| U4(n)).collect()),
-        DataType::Int4 => TensorData::Int4(nibbles.iter().map(|&n| I4(scalar::sign_extend_4(n))).collect()),
+        DataType::Int4 => TensorData::Int4(
+            nibbles
+                .iter()
+                .map(|&n| I4(scalar::sign_extend_4(n)))
+                .collect(),
+        ),
         _ => TensorData::Float4E2M1(nibbles.iter().map(|&n| F4E2M1(n)).collect()),
     }
 }
@@ -359,12 +420,21 @@ fn unpack_nibbles(dtype: DataType, nibbles: &[u8]) -> TensorData {
 fn unpack_crumbs(dtype: DataType, crumbs: &[u8]) -> TensorData {
     match dtype {
         DataType::Uint2 => TensorData::Uint2(crumbs.iter().map(|&n| U2(n)).collect()),
-        _ => TensorData::Int2(crumbs.iter().map(|&n| I2(scalar::sign_extend_2(n))).collect()),
+        _ => TensorData::Int2(
+            crumbs
+                .iter()
+                .map(|&n| I2(scalar::sign_extend_2(n)))
+                .collect(),
+        ),
     }
 }
 
 /// Decodes the typed repeated fields (`float_data`, `int32_data`...).
-fn decode_typed(dtype: DataType, t: &proto::TensorProto, len: usize) -> Result<TensorData, IrError> {
+fn decode_typed(
+    dtype: DataType,
+    t: &proto::TensorProto,
+    len: usize,
+) -> Result<TensorData, IrError> {
     use DataType as D;
     let i32s = &t.int32_data;
     // Small types travel in int32_data: as values, as 16-bit patterns or as packed bytes.
@@ -380,20 +450,32 @@ fn decode_typed(dtype: DataType, t: &proto::TensorProto, len: usize) -> Result<T
         D::Uint8 => TensorData::Uint8(bytes()),
         D::Bool => TensorData::Bool(i32s.iter().map(|&v| v != 0).collect()),
         D::Float16 => TensorData::Float16(i32s.iter().map(|&v| f16::from_bits(v as u16)).collect()),
-        D::Bfloat16 => TensorData::Bfloat16(i32s.iter().map(|&v| bf16::from_bits(v as u16)).collect()),
+        D::Bfloat16 => {
+            TensorData::Bfloat16(i32s.iter().map(|&v| bf16::from_bits(v as u16)).collect())
+        }
         D::Uint32 => TensorData::Uint32(t.uint64_data.iter().map(|&v| v as u32).collect()),
         D::Uint64 => TensorData::Uint64(t.uint64_data.clone()),
         D::Complex64 => TensorData::Complex64(
-            t.float_data.chunks_exact(2).map(|c| Complex::new(c[0], c[1])).collect(),
+            t.float_data
+                .chunks_exact(2)
+                .map(|c| Complex::new(c[0], c[1]))
+                .collect(),
         ),
         D::Complex128 => TensorData::Complex128(
-            t.double_data.chunks_exact(2).map(|c| Complex::new(c[0], c[1])).collect(),
+            t.double_data
+                .chunks_exact(2)
+                .map(|c| Complex::new(c[0], c[1]))
+                .collect(),
         ),
         D::String => TensorData::String(t.string_data.iter().map(|s| string_of(s)).collect()),
         D::Float8E4M3FN => TensorData::Float8E4M3FN(bytes().into_iter().map(F8E4M3FN).collect()),
-        D::Float8E4M3FNUZ => TensorData::Float8E4M3FNUZ(bytes().into_iter().map(F8E4M3FNUZ).collect()),
+        D::Float8E4M3FNUZ => {
+            TensorData::Float8E4M3FNUZ(bytes().into_iter().map(F8E4M3FNUZ).collect())
+        }
         D::Float8E5M2 => TensorData::Float8E5M2(bytes().into_iter().map(F8E5M2).collect()),
-        D::Float8E5M2FNUZ => TensorData::Float8E5M2FNUZ(bytes().into_iter().map(F8E5M2FNUZ).collect()),
+        D::Float8E5M2FNUZ => {
+            TensorData::Float8E5M2FNUZ(bytes().into_iter().map(F8E5M2FNUZ).collect())
+        }
         D::Float8E8M0 => TensorData::Float8E8M0(bytes().into_iter().map(F8E8M0).collect()),
         D::Uint4 | D::Int4 | D::Float4E2M1 => {
             let packed = bytes();
@@ -437,7 +519,10 @@ pub fn tensor_to_proto(name: &str, tensor: &Tensor) -> proto::TensorProto {
     }
     let bytes = match tensor.data() {
         TensorData::String(v) => {
-            t.string_data = v.iter().map(|s| Bytes::from(s.clone().into_bytes())).collect();
+            t.string_data = v
+                .iter()
+                .map(|s| Bytes::from(s.clone().into_bytes()))
+                .collect();
             return t;
         }
         TensorData::Float(v) => raw(v, |x| x.to_le_bytes()),
@@ -470,11 +555,21 @@ pub fn tensor_to_proto(name: &str, tensor: &Tensor) -> proto::TensorProto {
         TensorData::Float8E5M2(v) => raw(v, |x| [x.0]),
         TensorData::Float8E5M2FNUZ(v) => raw(v, |x| [x.0]),
         TensorData::Float8E8M0(v) => raw(v, |x| [x.0]),
-        TensorData::Uint4(v) => Bytes::from(scalar::pack_4bit(&v.iter().map(|x| x.0).collect::<Vec<_>>())),
-        TensorData::Int4(v) => Bytes::from(scalar::pack_4bit(&v.iter().map(|x| x.0 as u8 & 0xF).collect::<Vec<_>>())),
-        TensorData::Float4E2M1(v) => Bytes::from(scalar::pack_4bit(&v.iter().map(|x| x.0).collect::<Vec<_>>())),
-        TensorData::Uint2(v) => Bytes::from(scalar::pack_2bit(&v.iter().map(|x| x.0).collect::<Vec<_>>())),
-        TensorData::Int2(v) => Bytes::from(scalar::pack_2bit(&v.iter().map(|x| x.0 as u8 & 0x3).collect::<Vec<_>>())),
+        TensorData::Uint4(v) => Bytes::from(scalar::pack_4bit(
+            &v.iter().map(|x| x.0).collect::<Vec<_>>(),
+        )),
+        TensorData::Int4(v) => Bytes::from(scalar::pack_4bit(
+            &v.iter().map(|x| x.0 as u8 & 0xF).collect::<Vec<_>>(),
+        )),
+        TensorData::Float4E2M1(v) => Bytes::from(scalar::pack_4bit(
+            &v.iter().map(|x| x.0).collect::<Vec<_>>(),
+        )),
+        TensorData::Uint2(v) => Bytes::from(scalar::pack_2bit(
+            &v.iter().map(|x| x.0).collect::<Vec<_>>(),
+        )),
+        TensorData::Int2(v) => Bytes::from(scalar::pack_2bit(
+            &v.iter().map(|x| x.0 as u8 & 0x3).collect::<Vec<_>>(),
+        )),
     };
     t.raw_data = Some(bytes);
     t
@@ -483,7 +578,12 @@ pub fn tensor_to_proto(name: &str, tensor: &Tensor) -> proto::TensorProto {
 fn value_info(v: &proto::ValueInfoProto) -> Result<ValueInfo, IrError> {
     Ok(ValueInfo {
         name: v.name.clone().unwrap_or_default(),
-        ty: v.r#type.as_ref().map(value_type).transpose()?.unwrap_or(ValueType::Unknown),
+        ty: v
+            .r#type
+            .as_ref()
+            .map(value_type)
+            .transpose()?
+            .unwrap_or(ValueType::Unknown),
         doc_string: v.doc_string.clone().unwrap_or_default(),
     })
 }
@@ -493,7 +593,9 @@ pub fn value_type(t: &proto::TypeProto) -> Result<ValueType, IrError> {
     let elem = |code: Option<i32>| -> Result<Option<DataType>, IrError> {
         match code.unwrap_or(0) {
             0 => Ok(None),
-            c => DataType::from_onnx(c).map(Some).ok_or(IrError::UnknownDataType(c)),
+            c => DataType::from_onnx(c)
+                .map(Some)
+                .ok_or(IrError::UnknownDataType(c)),
         }
     };
     let boxed = |t: &Option<Box<proto::TypeProto>>| -> Result<Box<ValueType>, IrError> {
@@ -532,8 +634,12 @@ fn shape_of(s: &proto::TensorShapeProto) -> Vec<Dim> {
     s.dim
         .iter()
         .map(|d| match &d.value {
-            Some(tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => Dim::Fixed(*v as usize),
-            Some(tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => Dim::Symbol(p.clone()),
+            Some(tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
+                Dim::Fixed(*v as usize)
+            }
+            Some(tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                Dim::Symbol(p.clone())
+            }
             _ => Dim::Unknown,
         })
         .collect()
@@ -547,8 +653,12 @@ pub fn value_type_to_proto(t: &ValueType) -> proto::TypeProto {
                 .iter()
                 .map(|d| proto::tensor_shape_proto::Dimension {
                     value: match d {
-                        Dim::Fixed(n) => Some(tensor_shape_proto::dimension::Value::DimValue(*n as i64)),
-                        Dim::Symbol(s) => Some(tensor_shape_proto::dimension::Value::DimParam(s.clone())),
+                        Dim::Fixed(n) => {
+                            Some(tensor_shape_proto::dimension::Value::DimValue(*n as i64))
+                        }
+                        Dim::Symbol(s) => {
+                            Some(tensor_shape_proto::dimension::Value::DimParam(s.clone()))
+                        }
                         Dim::Unknown => None,
                     },
                     denotation: None,
@@ -561,23 +671,32 @@ pub fn value_type_to_proto(t: &ValueType) -> proto::TypeProto {
             elem_type: Some(tt.dtype.onnx_code()),
             shape: shape(&tt.shape),
         })),
-        ValueType::SparseTensor(tt) => Some(type_proto::Value::SparseTensorType(type_proto::SparseTensor {
-            elem_type: Some(tt.dtype.onnx_code()),
-            shape: shape(&tt.shape),
-        })),
-        ValueType::Sequence(e) => Some(type_proto::Value::SequenceType(Box::new(type_proto::Sequence {
-            elem_type: Some(Box::new(value_type_to_proto(e))),
-        }))),
-        ValueType::Optional(e) => Some(type_proto::Value::OptionalType(Box::new(type_proto::Optional {
-            elem_type: Some(Box::new(value_type_to_proto(e))),
-        }))),
+        ValueType::SparseTensor(tt) => Some(type_proto::Value::SparseTensorType(
+            type_proto::SparseTensor {
+                elem_type: Some(tt.dtype.onnx_code()),
+                shape: shape(&tt.shape),
+            },
+        )),
+        ValueType::Sequence(e) => Some(type_proto::Value::SequenceType(Box::new(
+            type_proto::Sequence {
+                elem_type: Some(Box::new(value_type_to_proto(e))),
+            },
+        ))),
+        ValueType::Optional(e) => Some(type_proto::Value::OptionalType(Box::new(
+            type_proto::Optional {
+                elem_type: Some(Box::new(value_type_to_proto(e))),
+            },
+        ))),
         ValueType::Map(k, v) => Some(type_proto::Value::MapType(Box::new(type_proto::Map {
             key_type: Some(k.onnx_code()),
             value_type: Some(Box::new(value_type_to_proto(v))),
         }))),
         ValueType::Unknown => None,
     };
-    proto::TypeProto { value, denotation: None }
+    proto::TypeProto {
+        value,
+        denotation: None,
+    }
 }
 
 impl SparseTensor {
@@ -592,7 +711,12 @@ impl SparseTensor {
             idx.iter().map(|&i| i as usize).collect()
         } else if idx.len() == nnz * rank {
             idx.chunks_exact(rank.max(1))
-                .map(|c| c.iter().zip(strides.iter()).map(|(&i, &s)| i as usize * s).sum())
+                .map(|c| {
+                    c.iter()
+                        .zip(strides.iter())
+                        .map(|(&i, &s)| i as usize * s)
+                        .sum()
+                })
                 .collect()
         } else {
             return Err(IrError::Invalid(format!(
@@ -601,7 +725,10 @@ impl SparseTensor {
             )));
         };
         if let Some(&bad) = linear.iter().find(|&&i| i >= len) {
-            return Err(IrError::Invalid(format!("sparse index {bad} outside {:?}", self.dims)));
+            return Err(IrError::Invalid(format!(
+                "sparse index {bad} outside {:?}",
+                self.dims
+            )));
         }
         // Build a source map: dense position -> value index, with "zero" at index nnz.
         let zero = TensorData::zeros(self.values.dtype(), 1);
@@ -618,14 +745,17 @@ impl SparseTensor {
 /// sequence, optional and map types a SequenceProto, OptionalProto or MapProto.
 pub fn value_from_pb(bytes: &[u8], ty: &ValueType) -> Result<crate::Value, IrError> {
     use prost::Message;
-    let decode_err = |what: &str, e: prost::DecodeError| IrError::Invalid(format!("not a valid {what}: {e}"));
+    let decode_err =
+        |what: &str, e: prost::DecodeError| IrError::Invalid(format!("not a valid {what}: {e}"));
     match ty {
         ValueType::Sequence(elem) => {
-            let s = proto::SequenceProto::decode(bytes).map_err(|e| decode_err("SequenceProto", e))?;
+            let s =
+                proto::SequenceProto::decode(bytes).map_err(|e| decode_err("SequenceProto", e))?;
             sequence_value(&s, elem)
         }
         ValueType::Optional(elem) => {
-            let o = proto::OptionalProto::decode(bytes).map_err(|e| decode_err("OptionalProto", e))?;
+            let o =
+                proto::OptionalProto::decode(bytes).map_err(|e| decode_err("OptionalProto", e))?;
             optional_value(&o, elem)
         }
         ValueType::Map(..) => {
@@ -719,8 +849,12 @@ mod tests {
             DataType::Bool => TensorData::Bool(vec![true, false, true]),
             DataType::Float => TensorData::Float(vec![1.5, -0.0, f32::MAX]),
             DataType::Double => TensorData::Double(vec![1.5, -2.25, 1e300]),
-            DataType::Float16 => TensorData::Float16(vec![f16::from_f32(1.5), f16::MAX, f16::MIN_POSITIVE]),
-            DataType::Bfloat16 => TensorData::Bfloat16(vec![bf16::from_f32(1.5), bf16::MAX, bf16::MIN]),
+            DataType::Float16 => {
+                TensorData::Float16(vec![f16::from_f32(1.5), f16::MAX, f16::MIN_POSITIVE])
+            }
+            DataType::Bfloat16 => {
+                TensorData::Bfloat16(vec![bf16::from_f32(1.5), bf16::MAX, bf16::MIN])
+            }
             DataType::Int8 => TensorData::Int8(vec![-128, 0, 127]),
             DataType::Int16 => TensorData::Int16(vec![i16::MIN, 0, i16::MAX]),
             DataType::Int32 => TensorData::Int32(vec![i32::MIN, 0, i32::MAX]),
@@ -763,7 +897,10 @@ mod tests {
             ..Default::default()
         };
         let t = tensor_from_proto(&t).unwrap();
-        assert_eq!(t.as_slice::<f16>().unwrap(), &[f16::from_f32(1.0), f16::from_f32(-2.0)]);
+        assert_eq!(
+            t.as_slice::<f16>().unwrap(),
+            &[f16::from_f32(1.0), f16::from_f32(-2.0)]
+        );
         // int4 in int32_data: one packed byte per int32, low nibble first.
         let t = proto::TensorProto {
             dims: vec![3],

@@ -147,7 +147,18 @@ impl DataType {
         use DataType::*;
         matches!(
             self,
-            Uint8 | Int8 | Uint16 | Int16 | Int32 | Int64 | Uint32 | Uint64 | Uint4 | Int4 | Uint2 | Int2
+            Uint8
+                | Int8
+                | Uint16
+                | Int16
+                | Int32
+                | Int64
+                | Uint32
+                | Uint64
+                | Uint4
+                | Int4
+                | Uint2
+                | Int2
         )
     }
 

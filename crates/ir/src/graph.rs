@@ -107,7 +107,10 @@ impl Node {
             format!("{}.{}", self.domain, self.op_type)
         };
         if self.name.is_empty() {
-            format!("{op} node producing '{}'", self.outputs.first().map(String::as_str).unwrap_or(""))
+            format!(
+                "{op} node producing '{}'",
+                self.outputs.first().map(String::as_str).unwrap_or("")
+            )
         } else {
             format!("node '{}' ({op})", self.name)
         }

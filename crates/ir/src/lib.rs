@@ -29,7 +29,10 @@ pub enum IrError {
     #[error("{len} elements do not fill shape {shape:?}")]
     ShapeMismatch { shape: Vec<usize>, len: usize },
     #[error("expected a tensor of {expected}, got {actual}")]
-    WrongType { expected: DataType, actual: DataType },
+    WrongType {
+        expected: DataType,
+        actual: DataType,
+    },
     #[error("tensor '{name}': {source}")]
     InTensor {
         name: String,

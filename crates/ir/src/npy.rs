@@ -27,23 +27,33 @@ pub fn read_npy(bytes: &[u8]) -> Result<Tensor, IrError> {
     let major = bytes[6];
     let (header_len, start) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        ),
         _ => return Err(invalid(format!("unsupported .npy version {major}"))),
     };
     let header = bytes
         .get(start..start + header_len)
         .ok_or_else(|| invalid("truncated .npy header"))?;
     let header = std::str::from_utf8(header).map_err(|_| invalid("the .npy header is not text"))?;
-    let descr = dict_value(header, "descr").ok_or_else(|| invalid("the .npy header has no descr"))?;
+    let descr =
+        dict_value(header, "descr").ok_or_else(|| invalid("the .npy header has no descr"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = dict_value(header, "fortran_order").map(|v| v.starts_with("True")).unwrap_or(false);
-    let shape_text = dict_value(header, "shape").ok_or_else(|| invalid("the .npy header has no shape"))?;
+    let fortran = dict_value(header, "fortran_order")
+        .map(|v| v.starts_with("True"))
+        .unwrap_or(false);
+    let shape_text =
+        dict_value(header, "shape").ok_or_else(|| invalid("the .npy header has no shape"))?;
     let shape: Shape = shape_text
         .trim_matches(|c| c == '(' || c == ')')
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| invalid(format!("bad .npy shape {shape_text}"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| invalid(format!("bad .npy shape {shape_text}")))
+        })
         .collect::<Result<_, _>>()?;
     let body = &bytes[start + header_len..];
     let len = shape_len(&shape);
@@ -71,7 +81,10 @@ pub fn read_npy(bytes: &[u8]) -> Result<Tensor, IrError> {
 /// Finds `'key': value` in the header dict; returns the value text up to the next top-level comma.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let pos = header.find(&format!("'{key}'"))?;
-    let rest = header[pos + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = header[pos + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
     let mut depth = 0;
     for (i, c) in rest.char_indices() {
         match c {
@@ -91,16 +104,26 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 
 fn decode_body(descr: &str, body: &[u8], len: usize) -> Result<TensorData, IrError> {
     if descr.contains('O') {
-        return Err(invalid("object arrays (pickled Python objects) are not supported in .npy files"));
+        return Err(invalid(
+            "object arrays (pickled Python objects) are not supported in .npy files",
+        ));
     }
     let (order, code) = descr.split_at(1);
     let big_endian = order == ">";
     if !matches!(order, "<" | ">" | "|" | "=") {
         return Err(invalid(format!("unsupported .npy dtype '{descr}'")));
     }
-    fn take<const N: usize, T>(body: &[u8], len: usize, big: bool, f: impl Fn([u8; N]) -> T) -> Result<Vec<T>, IrError> {
+    fn take<const N: usize, T>(
+        body: &[u8],
+        len: usize,
+        big: bool,
+        f: impl Fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, IrError> {
         if body.len() < len * N {
-            return Err(invalid(format!("truncated .npy data: {} bytes for {len} elements of {N}", body.len())));
+            return Err(invalid(format!(
+                "truncated .npy data: {} bytes for {len} elements of {N}",
+                body.len()
+            )));
         }
         Ok(body[..len * N]
             .chunks_exact(N)
@@ -117,7 +140,9 @@ fn decode_body(descr: &str, body: &[u8], len: usize) -> Result<TensorData, IrErr
     Ok(match code {
         "f4" => TensorData::Float(take(body, len, b, f32::from_le_bytes)?),
         "f8" => TensorData::Double(take(body, len, b, f64::from_le_bytes)?),
-        "f2" => TensorData::Float16(take(body, len, b, |x| f16::from_bits(u16::from_le_bytes(x)))?),
+        "f2" => TensorData::Float16(take(body, len, b, |x| {
+            f16::from_bits(u16::from_le_bytes(x))
+        })?),
         "i1" => TensorData::Int8(take(body, len, b, i8::from_le_bytes)?),
         "i2" => TensorData::Int16(take(body, len, b, i16::from_le_bytes)?),
         "i4" => TensorData::Int32(take(body, len, b, i32::from_le_bytes)?),
@@ -146,14 +171,21 @@ fn decode_body(descr: &str, body: &[u8], len: usize) -> Result<TensorData, IrErr
             Complex::new(f64::from_le_bytes(re), f64::from_le_bytes(im))
         })?),
         c if c.starts_with('U') => {
-            let width: usize = c[1..].parse().map_err(|_| invalid(format!("bad .npy dtype '{descr}'")))?;
+            let width: usize = c[1..]
+                .parse()
+                .map_err(|_| invalid(format!("bad .npy dtype '{descr}'")))?;
             let chars = take(body, len * width, b, u32::from_le_bytes)?;
             let strings = if width == 0 {
                 vec![String::new(); len]
             } else {
                 chars
                     .chunks_exact(width)
-                    .map(|c| c.iter().take_while(|&&u| u != 0).filter_map(|&u| char::from_u32(u)).collect())
+                    .map(|c| {
+                        c.iter()
+                            .take_while(|&&u| u != 0)
+                            .filter_map(|&u| char::from_u32(u))
+                            .collect()
+                    })
                     .collect()
             };
             TensorData::String(strings)
@@ -181,20 +213,31 @@ pub fn write_npy(tensor: &Tensor) -> Result<Vec<u8>, IrError> {
         TensorData::Uint32(v) => ("<u4".into(), le(v, |x| x.to_le_bytes())),
         TensorData::Uint64(v) => ("<u8".into(), le(v, |x| x.to_le_bytes())),
         TensorData::Bool(v) => ("|b1".into(), v.iter().map(|&x| x as u8).collect()),
-        TensorData::Complex64(v) => ("<c8".into(), le(v, |c| {
-            let mut b = [0u8; 8];
-            b[..4].copy_from_slice(&c.re.to_le_bytes());
-            b[4..].copy_from_slice(&c.im.to_le_bytes());
-            b
-        })),
-        TensorData::Complex128(v) => ("<c16".into(), le(v, |c| {
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&c.re.to_le_bytes());
-            b[8..].copy_from_slice(&c.im.to_le_bytes());
-            b
-        })),
+        TensorData::Complex64(v) => (
+            "<c8".into(),
+            le(v, |c| {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&c.re.to_le_bytes());
+                b[4..].copy_from_slice(&c.im.to_le_bytes());
+                b
+            }),
+        ),
+        TensorData::Complex128(v) => (
+            "<c16".into(),
+            le(v, |c| {
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&c.re.to_le_bytes());
+                b[8..].copy_from_slice(&c.im.to_le_bytes());
+                b
+            }),
+        ),
         TensorData::String(v) => {
-            let width = v.iter().map(|s| s.chars().count()).max().unwrap_or(0).max(1);
+            let width = v
+                .iter()
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(1);
             let mut body = Vec::with_capacity(v.len() * width * 4);
             for s in v {
                 let mut n = 0;
@@ -216,7 +259,13 @@ pub fn write_npy(tensor: &Tensor) -> Result<Vec<u8>, IrError> {
     let shape = match tensor.shape() {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
-        dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // Pad so that the data starts on a 64-byte boundary, ending the header with a newline.
@@ -234,10 +283,13 @@ pub fn write_npy(tensor: &Tensor) -> Result<Vec<u8>, IrError> {
 
 /// Reads every array of an `.npz` archive, in archive order, keyed by name (without `.npy`).
 pub fn read_npz(reader: impl Read + Seek) -> Result<Vec<(String, Tensor)>, IrError> {
-    let mut archive = zip::ZipArchive::new(reader).map_err(|e| invalid(format!("not a valid .npz archive: {e}")))?;
+    let mut archive = zip::ZipArchive::new(reader)
+        .map_err(|e| invalid(format!("not a valid .npz archive: {e}")))?;
     let mut out = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
-        let mut file = archive.by_index(i).map_err(|e| invalid(format!("bad .npz entry: {e}")))?;
+        let mut file = archive
+            .by_index(i)
+            .map_err(|e| invalid(format!("bad .npz entry: {e}")))?;
         let name = file.name().trim_end_matches(".npy").to_string();
         let mut bytes = Vec::with_capacity(file.size() as usize);
         file.read_to_end(&mut bytes)
@@ -261,7 +313,8 @@ pub fn write_npz(writer: impl Write + Seek, tensors: &[(String, Tensor)]) -> Res
             .map_err(|e| invalid(format!("cannot write .npz: {e}")))?;
         zip.write_all(&bytes).map_err(io)?;
     }
-    zip.finish().map_err(|e| invalid(format!("cannot write .npz: {e}")))?;
+    zip.finish()
+        .map_err(|e| invalid(format!("cannot write .npz: {e}")))?;
     Ok(())
 }
 
@@ -310,9 +363,13 @@ mod tests {
 
     #[test]
     fn reads_fortran_order() {
-        let mut bytes = write_npy(&Tensor::from_vec([2, 3], vec![1i32, 4, 2, 5, 3, 6]).unwrap()).unwrap();
+        let mut bytes =
+            write_npy(&Tensor::from_vec([2, 3], vec![1i32, 4, 2, 5, 3, 6]).unwrap()).unwrap();
         let needle = b"'fortran_order': False";
-        let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap();
         bytes[at..at + needle.len()].copy_from_slice(b"'fortran_order': True ");
         let t = read_npy(&bytes).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
@@ -322,7 +379,10 @@ mod tests {
     #[test]
     fn npz_round_trip() {
         let tensors = vec![
-            ("a".to_string(), Tensor::from_vec([2], vec![1f32, 2.]).unwrap()),
+            (
+                "a".to_string(),
+                Tensor::from_vec([2], vec![1f32, 2.]).unwrap(),
+            ),
             ("b".to_string(), Tensor::scalar(3i64)),
         ];
         let mut buf = std::io::Cursor::new(Vec::new());

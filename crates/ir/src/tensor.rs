@@ -174,7 +174,10 @@ impl Tensor {
         })
     }
 
-    pub fn from_vec<T: Element>(shape: impl AsRef<[usize]>, values: Vec<T>) -> Result<Tensor, IrError> {
+    pub fn from_vec<T: Element>(
+        shape: impl AsRef<[usize]>,
+        values: Vec<T>,
+    ) -> Result<Tensor, IrError> {
         Tensor::new(shape, T::wrap(values))
     }
 

@@ -18,7 +18,10 @@ pub enum Value {
         value: Option<Box<Value>>,
     },
     /// A map, stored as a tensor of keys and a value per key (sequence of values or a tensor).
-    Map { keys: Tensor, values: Box<Value> },
+    Map {
+        keys: Tensor,
+        values: Box<Value>,
+    },
 }
 
 impl Value {

@@ -100,7 +100,9 @@ impl ExternalDataResolver {
     /// paths, `..` components, and symbolic links that point outside once resolved.
     fn resolve(&self, location: &str) -> std::result::Result<PathBuf, String> {
         let base = self.base_dir.as_ref().ok_or_else(|| {
-            format!("'{location}' cannot be resolved: the model was loaded from bytes, not from a file")
+            format!(
+                "'{location}' cannot be resolved: the model was loaded from bytes, not from a file"
+            )
         })?;
         let rel = Path::new(location);
         if location.is_empty() {
@@ -190,7 +192,10 @@ mod tests {
         let outside = tempfile::NamedTempFile::new().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link.bin")).unwrap();
         let resolver = ExternalDataResolver::new(Some(dir.path().to_path_buf()));
-        let e = resolver.read(&tensor_at("link.bin")).unwrap_err().to_string();
+        let e = resolver
+            .read(&tensor_at("link.bin"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside the model's folder"), "{e}");
     }
 
@@ -212,7 +217,11 @@ mod tests {
         t.external_data[2].value = Some("9".into());
         assert!(resolver.read(&t).is_err());
         let missing = tensor_at("missing.bin");
-        assert!(resolver.read(&missing).unwrap_err().to_string().contains("missing.bin"));
+        assert!(resolver
+            .read(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("missing.bin"));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use prost::Message;
 use runnx_onnx::{decode_model, load_model, save_model};
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 #[test]
@@ -19,7 +21,10 @@ fn save_and_load_round_trip() {
     let again = load_model(&path).unwrap();
     assert_eq!(again.proto, loaded.proto);
     // Same bytes as the file: the exporter wrote fields in canonical order.
-    assert_eq!(std::fs::read(&path).unwrap().len(), loaded.proto.encoded_len());
+    assert_eq!(
+        std::fs::read(&path).unwrap().len(),
+        loaded.proto.encoded_len()
+    );
 }
 
 #[test]
@@ -29,7 +34,11 @@ fn tensor_bytes_are_views_of_the_input_buffer() {
     let model = decode_model(buffer.clone(), "mnist_mlp").unwrap();
     for t in &model.graph.unwrap().initializer {
         let raw = t.raw_data.as_ref().unwrap();
-        assert!(range.contains(&(raw.as_ptr() as usize)), "raw_data of {:?} was copied", t.name);
+        assert!(
+            range.contains(&(raw.as_ptr() as usize)),
+            "raw_data of {:?} was copied",
+            t.name
+        );
     }
 }
 
@@ -47,7 +56,10 @@ fn unknown_fields_are_skipped() {
 fn garbage_is_an_error_not_a_panic() {
     let bytes = std::fs::read(fixture("mnist_mlp.onnx")).unwrap();
     for cut in [1, 7, 100, bytes.len() / 3, bytes.len() - 3] {
-        assert!(decode_model(Bytes::copy_from_slice(&bytes[..cut]), "cut").is_err(), "cut at {cut}");
+        assert!(
+            decode_model(Bytes::copy_from_slice(&bytes[..cut]), "cut").is_err(),
+            "cut at {cut}"
+        );
     }
     assert!(decode_model(Bytes::from_static(b""), "empty").is_err());
     assert!(decode_model(Bytes::from_static(&[0xff; 64]), "ff").is_err());

@@ -35,7 +35,12 @@ pub fn captured_positions(implicit: &[String], subgraph: &dyn Subgraph) -> Vec<u
     subgraph
         .captured_names()
         .iter()
-        .map(|n| implicit.iter().position(|m| m == n).expect("implicit names include every captured name"))
+        .map(|n| {
+            implicit
+                .iter()
+                .position(|m| m == n)
+                .expect("implicit names include every captured name")
+        })
         .collect()
 }
 
@@ -105,7 +110,9 @@ impl<'a> NodeInfo<'a> {
     }
 
     pub fn attr_string(&self, name: &str, default: &str) -> Result<String, OpError> {
-        Ok(self.attr_string_opt(name)?.unwrap_or_else(|| default.to_string()))
+        Ok(self
+            .attr_string_opt(name)?
+            .unwrap_or_else(|| default.to_string()))
     }
 
     pub fn attr_ints_opt(&self, name: &str) -> Result<Option<Vec<i64>>, OpError> {
@@ -130,7 +137,9 @@ impl<'a> NodeInfo<'a> {
         match self.attr(name) {
             None => Ok(None),
             Some(AttributeValue::Strings(v)) => Ok(Some(
-                v.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
+                v.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect(),
             )),
             Some(other) => Err(Self::wrong_kind(name, "strings", other)),
         }
@@ -220,7 +229,10 @@ impl Inputs {
     pub fn tensor(&self, index: usize) -> Result<&Tensor, OpError> {
         match self.value(index)? {
             Value::Tensor(t) => Ok(t),
-            other => Err(OpError::input(index, format!("expected a tensor, got {}", other.describe()))),
+            other => Err(OpError::input(
+                index,
+                format!("expected a tensor, got {}", other.describe()),
+            )),
         }
     }
 
@@ -236,7 +248,10 @@ impl Inputs {
     pub fn take_tensor(&mut self, index: usize) -> Result<Tensor, OpError> {
         match self.values.get_mut(index).and_then(Option::take) {
             Some(Value::Tensor(t)) => Ok(t),
-            Some(other) => Err(OpError::input(index, format!("expected a tensor, got {}", other.describe()))),
+            Some(other) => Err(OpError::input(
+                index,
+                format!("expected a tensor, got {}", other.describe()),
+            )),
             None => Err(OpError::input(index, "is required but missing")),
         }
     }

@@ -17,7 +17,9 @@ pub mod kernels;
 mod ops;
 mod registry;
 
-pub use context::{captured_positions, implicit_input_names, Inputs, NodeInfo, Subgraph, SubgraphCompiler};
+pub use context::{
+    captured_positions, implicit_input_names, Inputs, NodeInfo, Subgraph, SubgraphCompiler,
+};
 pub use error::OpError;
 pub use registry::{OpDef, Registry};
 

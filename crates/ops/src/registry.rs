@@ -24,7 +24,13 @@ pub struct Registry {
 impl Registry {
     /// Registers `build` for `name` from opset `since_version` on (until the next registered
     /// version of the same op).
-    pub fn add(&mut self, domain: &'static str, name: &'static str, since_version: i64, build: BuildFn) {
+    pub fn add(
+        &mut self,
+        domain: &'static str,
+        name: &'static str,
+        since_version: i64,
+        build: BuildFn,
+    ) {
         let versions = self.ops.entry(domain).or_default().entry(name).or_default();
         versions.push(OpDef {
             domain,
@@ -37,7 +43,13 @@ impl Registry {
 
     /// Registers one build function for several opset versions of an op whose build function
     /// reads `NodeInfo::opset` itself where versions differ.
-    pub fn add_versions(&mut self, domain: &'static str, name: &'static str, versions: &[i64], build: BuildFn) {
+    pub fn add_versions(
+        &mut self,
+        domain: &'static str,
+        name: &'static str,
+        versions: &[i64],
+        build: BuildFn,
+    ) {
         for &v in versions {
             self.add(domain, name, v, build);
         }

@@ -61,9 +61,9 @@ fn array_kind(descr: &Bound<'_, PyArrayDescr>) -> PyResult<Option<ArrayKind>> {
     if descr.num() >= numpy::npyffi::NPY_TYPES::NPY_USERDEF as i32 {
         let type_name = descr.typeobj().name()?;
         let type_name = type_name.to_cow()?;
-        let found = ML_DTYPES
-            .iter()
-            .find(|(dtype, name)| *name == type_name && itemsize == if *dtype == Bfloat16 { 2 } else { 1 });
+        let found = ML_DTYPES.iter().find(|(dtype, name)| {
+            *name == type_name && itemsize == if *dtype == Bfloat16 { 2 } else { 1 }
+        });
         return Ok(found.map(|(dtype, _)| ArrayKind::Elements(*dtype)));
     }
     Ok(Some(match (descr.kind(), itemsize) {
@@ -112,9 +112,16 @@ fn numpy_name(dtype: DataType) -> Option<&'static str> {
 }
 
 /// A Python attribute looked up once (`numpy.ascontiguousarray`...).
-fn cached<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, module: &str, attr: &str) -> PyResult<Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import(module)?.getattr(attr)?.unbind()))
-        .map(|f| f.bind(py).clone())
+fn cached<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    attr: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import(module)?.getattr(attr)?.unbind())
+    })
+    .map(|f| f.bind(py).clone())
 }
 
 fn np_asarray<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -135,7 +142,9 @@ fn np_ascontiguousarray<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 /// does not have: the runtime then reports the name).
 pub fn value_from_py(obj: &Bound<'_, PyAny>, ty: &ValueType, name: &str) -> PyResult<Value> {
     match ty {
-        ValueType::Tensor(tt) | ValueType::SparseTensor(tt) => Ok(Value::Tensor(tensor_from_py(obj, Some(tt.dtype), name)?)),
+        ValueType::Tensor(tt) | ValueType::SparseTensor(tt) => {
+            Ok(Value::Tensor(tensor_from_py(obj, Some(tt.dtype), name)?))
+        }
         ValueType::Sequence(elem) => sequence_from_py(obj, elem, name),
         ValueType::Optional(elem) => {
             let value = if obj.is_none() {
@@ -187,16 +196,30 @@ fn sequence_from_py(obj: &Bound<'_, PyAny>, elem: &ValueType, name: &str) -> PyR
     Ok(Value::Sequence { elem_type, items })
 }
 
-fn map_from_py(obj: &Bound<'_, PyAny>, key: DataType, value: &ValueType, name: &str) -> PyResult<Value> {
+fn map_from_py(
+    obj: &Bound<'_, PyAny>,
+    key: DataType,
+    value: &ValueType,
+    name: &str,
+) -> PyResult<Value> {
     let py = obj.py();
     let dict = obj.cast::<PyDict>().map_err(|_| {
-        INVALID_ARGUMENT.err(format!("input '{name}' is a map: feed a dict, got {}", type_name(obj)))
+        INVALID_ARGUMENT.err(format!(
+            "input '{name}' is a map: feed a dict, got {}",
+            type_name(obj)
+        ))
     })?;
     let keys = tensor_from_py(PyList::new(py, dict.keys())?.as_any(), Some(key), name)?;
     let values = PyList::new(py, dict.values())?;
     let values = match value {
-        ValueType::Tensor(tt) => Value::Tensor(tensor_from_py(values.as_any(), Some(tt.dtype), name)?),
-        ValueType::Unknown if values.iter().all(|v| !v.is_instance_of::<PyList>() && !v.is_instance_of::<PyDict>()) => {
+        ValueType::Tensor(tt) => {
+            Value::Tensor(tensor_from_py(values.as_any(), Some(tt.dtype), name)?)
+        }
+        ValueType::Unknown
+            if values
+                .iter()
+                .all(|v| !v.is_instance_of::<PyList>() && !v.is_instance_of::<PyDict>()) =>
+        {
             Value::Tensor(tensor_from_py(values.as_any(), None, name)?)
         }
         other => sequence_from_py(values.as_any(), other, name)?,
@@ -208,12 +231,18 @@ fn map_from_py(obj: &Bound<'_, PyAny>, key: DataType, value: &ValueType, name: &
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map_or_else(|_| "?".to_string(), |n| n.to_string())
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_string(), |n| n.to_string())
 }
 
 /// A tensor from a numpy array, or from anything `numpy.asarray` takes (converted to the
 /// declared element type when numpy has it).
-fn tensor_from_py(obj: &Bound<'_, PyAny>, declared: Option<DataType>, name: &str) -> PyResult<Tensor> {
+fn tensor_from_py(
+    obj: &Bound<'_, PyAny>,
+    declared: Option<DataType>,
+    name: &str,
+) -> PyResult<Tensor> {
     if let Ok(array) = obj.cast::<PyUntypedArray>() {
         return tensor_from_array(array, name);
     }
@@ -224,7 +253,12 @@ fn tensor_from_py(obj: &Bound<'_, PyAny>, declared: Option<DataType>, name: &str
     let py = obj.py();
     let array = np_asarray(py)?
         .call1((obj, declared.and_then(numpy_name)))
-        .map_err(|e| INVALID_ARGUMENT.err(format!("input '{name}': cannot make a numpy array of {}: {e}", type_name(obj))))?;
+        .map_err(|e| {
+            INVALID_ARGUMENT.err(format!(
+                "input '{name}': cannot make a numpy array of {}: {e}",
+                type_name(obj)
+            ))
+        })?;
     let array = array.cast::<PyUntypedArray>()?;
     tensor_from_array(array, name)
 }
@@ -236,7 +270,9 @@ pub fn tensor_from_array(array: &Bound<'_, PyUntypedArray>, name: &str) -> PyRes
     let Some(kind) = array_kind(&descr)? else {
         return Err(INVALID_ARGUMENT.err(format!(
             "input '{name}': numpy dtype {} has no ONNX element type",
-            descr.str().map_or_else(|_| "?".to_string(), |s| s.to_string())
+            descr
+                .str()
+                .map_or_else(|_| "?".to_string(), |s| s.to_string())
         )));
     };
     let native = descr.is_native_byteorder() != Some(false);
@@ -249,7 +285,9 @@ pub fn tensor_from_array(array: &Bound<'_, PyUntypedArray>, name: &str) -> PyRes
         } else {
             descr.call_method1("newbyteorder", ("=",))?
         };
-        contiguous = np_ascontiguousarray(py)?.call1((array, dtype))?.cast_into::<PyUntypedArray>()?;
+        contiguous = np_ascontiguousarray(py)?
+            .call1((array, dtype))?
+            .cast_into::<PyUntypedArray>()?;
         &contiguous
     };
     let shape = array.shape().to_vec();
@@ -262,8 +300,12 @@ pub fn tensor_from_array(array: &Bound<'_, PyUntypedArray>, name: &str) -> PyRes
         ArrayKind::Bytes => TensorData::String(byte_strings(bytes, itemsize)),
         ArrayKind::Object => {
             let mut strings = Vec::with_capacity(len);
-            for (i, ptr) in bytes.chunks_exact(std::mem::size_of::<*mut ffi::PyObject>()).enumerate() {
-                let ptr = usize::from_ne_bytes(ptr.try_into().expect("pointer-sized chunk")) as *mut ffi::PyObject;
+            for (i, ptr) in bytes
+                .chunks_exact(std::mem::size_of::<*mut ffi::PyObject>())
+                .enumerate()
+            {
+                let ptr = usize::from_ne_bytes(ptr.try_into().expect("pointer-sized chunk"))
+                    as *mut ffi::PyObject;
                 // SAFETY: an object array's elements are pointers to live Python objects (None
                 // where unset), kept alive by the array, which we hold; a NULL is refused.
                 let item = unsafe { Bound::from_borrowed_ptr_or_opt(py, ptr) };
@@ -338,7 +380,11 @@ fn plain_vec<T: PlainBytes>(bytes: &[u8]) -> Vec<T> {
     // a byte slice (any alignment) that does not overlap the new allocation; every byte
     // pattern is a valid `T` (`PlainBytes`), so the elements are initialised.
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), len * std::mem::size_of::<T>());
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            out.as_mut_ptr().cast::<u8>(),
+            len * std::mem::size_of::<T>(),
+        );
         out.set_len(len);
     }
     out
@@ -391,7 +437,10 @@ fn unicode_strings(bytes: &[u8], itemsize: usize) -> Vec<String> {
         .chunks_exact(itemsize)
         .map(|item| {
             let mut s = String::with_capacity(item.len() / 4);
-            for cp in item.chunks_exact(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])) {
+            for cp in item
+                .chunks_exact(4)
+                .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            {
                 if cp == 0 {
                     break;
                 }
@@ -450,9 +499,14 @@ pub fn value_to_py<'py>(py: Python<'py>, value: Value, name: &str) -> PyResult<B
 }
 
 /// A numpy array owning `values` (no copy).
-fn owned_array<'py, T: Element>(py: Python<'py>, shape: &[usize], values: Vec<T>) -> PyResult<Bound<'py, PyAny>> {
-    let array = ArrayD::from_shape_vec(IxDyn(shape), values)
-        .map_err(|e| crate::errors::RUNTIME_EXCEPTION.err(format!("output of shape {shape:?}: {e}")))?;
+fn owned_array<'py, T: Element>(
+    py: Python<'py>,
+    shape: &[usize],
+    values: Vec<T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let array = ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| {
+        crate::errors::RUNTIME_EXCEPTION.err(format!("output of shape {shape:?}: {e}"))
+    })?;
     Ok(PyArray::from_owned_array(py, array).into_any())
 }
 
@@ -464,8 +518,12 @@ fn ml_dtypes_array<'py, T: Element>(
     dtype: DataType,
     name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    static TYPES: [PyOnceLock<Py<PyAny>>; ML_DTYPES.len()] = [const { PyOnceLock::new() }; ML_DTYPES.len()];
-    let index = ML_DTYPES.iter().position(|(d, _)| *d == dtype).expect("an ml_dtypes type");
+    static TYPES: [PyOnceLock<Py<PyAny>>; ML_DTYPES.len()] =
+        [const { PyOnceLock::new() }; ML_DTYPES.len()];
+    let index = ML_DTYPES
+        .iter()
+        .position(|(d, _)| *d == dtype)
+        .expect("an ml_dtypes type");
     let attr = ML_DTYPES[index].1;
     let numpy_type = TYPES[index]
         .get_or_try_init(py, || Ok::<_, PyErr>(py.import("ml_dtypes")?.getattr(attr)?.unbind()))
@@ -499,16 +557,31 @@ fn tensor_to_py<'py>(py: Python<'py>, tensor: Tensor, name: &str) -> PyResult<Bo
         TensorData::Complex64(v) => owned_array(py, shape, v),
         TensorData::Complex128(v) => owned_array(py, shape, v),
         TensorData::String(v) => {
-            let objects: Vec<Py<PyAny>> = v.iter().map(|s| PyString::new(py, s).into_any().unbind()).collect();
+            let objects: Vec<Py<PyAny>> = v
+                .iter()
+                .map(|s| PyString::new(py, s).into_any().unbind())
+                .collect();
             owned_array(py, shape, objects)
         }
         TensorData::Bfloat16(v) => ml_dtypes_array(py, shape, codes(v, bf16::to_bits), dtype, name),
-        TensorData::Float8E4M3FN(v) => ml_dtypes_array(py, shape, codes(v, F8E4M3FN::to_bits), dtype, name),
-        TensorData::Float8E4M3FNUZ(v) => ml_dtypes_array(py, shape, codes(v, F8E4M3FNUZ::to_bits), dtype, name),
-        TensorData::Float8E5M2(v) => ml_dtypes_array(py, shape, codes(v, F8E5M2::to_bits), dtype, name),
-        TensorData::Float8E5M2FNUZ(v) => ml_dtypes_array(py, shape, codes(v, F8E5M2FNUZ::to_bits), dtype, name),
-        TensorData::Float8E8M0(v) => ml_dtypes_array(py, shape, codes(v, F8E8M0::to_bits), dtype, name),
-        TensorData::Float4E2M1(v) => ml_dtypes_array(py, shape, codes(v, F4E2M1::to_bits), dtype, name),
+        TensorData::Float8E4M3FN(v) => {
+            ml_dtypes_array(py, shape, codes(v, F8E4M3FN::to_bits), dtype, name)
+        }
+        TensorData::Float8E4M3FNUZ(v) => {
+            ml_dtypes_array(py, shape, codes(v, F8E4M3FNUZ::to_bits), dtype, name)
+        }
+        TensorData::Float8E5M2(v) => {
+            ml_dtypes_array(py, shape, codes(v, F8E5M2::to_bits), dtype, name)
+        }
+        TensorData::Float8E5M2FNUZ(v) => {
+            ml_dtypes_array(py, shape, codes(v, F8E5M2FNUZ::to_bits), dtype, name)
+        }
+        TensorData::Float8E8M0(v) => {
+            ml_dtypes_array(py, shape, codes(v, F8E8M0::to_bits), dtype, name)
+        }
+        TensorData::Float4E2M1(v) => {
+            ml_dtypes_array(py, shape, codes(v, F4E2M1::to_bits), dtype, name)
+        }
         TensorData::Int4(v) => ml_dtypes_array(py, shape, codes(v, I4::to_bits), dtype, name),
         TensorData::Uint4(v) => ml_dtypes_array(py, shape, codes(v, U4::to_bits), dtype, name),
         TensorData::Int2(v) => ml_dtypes_array(py, shape, codes(v, I2::to_bits), dtype, name),
@@ -524,7 +597,12 @@ fn codes<T, C>(values: Vec<T>, to_bits: impl Fn(T) -> C) -> Vec<C> {
 /// Rejects what is neither a value nor `None` early, with the input's name.
 pub fn check_feed_key(key: &Bound<'_, PyAny>) -> PyResult<String> {
     key.cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err(format!("input_feed keys must be input names (str), got {}", type_name(key))))?
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "input_feed keys must be input names (str), got {}",
+                type_name(key)
+            ))
+        })?
         .to_cow()
         .map(|s| s.into_owned())
 }

@@ -6,7 +6,9 @@
 //! counterpart derive from it too, so `except ValueError` around a bad feed, or
 //! `except FileNotFoundError` around a missing model, works as it reads.
 
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyNotImplementedError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyNotImplementedError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -45,23 +47,33 @@ impl ExceptionClass {
 pub static RUNNX_ERROR: ExceptionClass =
     ExceptionClass::new("RunnxError", "Base class of the exceptions runnx raises.");
 /// A failure while running a node (onnxruntime's `FAIL`).
-pub static FAIL: ExceptionClass = ExceptionClass::new("Fail", "Running the model failed (a node reported an error).");
+pub static FAIL: ExceptionClass = ExceptionClass::new(
+    "Fail",
+    "Running the model failed (a node reported an error).",
+);
 /// A bad feed or output name (onnxruntime's `INVALID_ARGUMENT`). Also a `ValueError`.
 pub static INVALID_ARGUMENT: ExceptionClass = ExceptionClass::new(
     "InvalidArgument",
     "An input or output name, element type, rank or shape the model does not accept.",
 );
 /// The model file does not exist. Also a `FileNotFoundError`.
-pub static NO_SUCH_FILE: ExceptionClass = ExceptionClass::new("NoSuchFile", "The model file does not exist.");
+pub static NO_SUCH_FILE: ExceptionClass =
+    ExceptionClass::new("NoSuchFile", "The model file does not exist.");
 /// The bytes are not an ONNX model.
-pub static INVALID_PROTOBUF: ExceptionClass =
-    ExceptionClass::new("InvalidProtobuf", "The file or bytes are not a valid ONNX model.");
+pub static INVALID_PROTOBUF: ExceptionClass = ExceptionClass::new(
+    "InvalidProtobuf",
+    "The file or bytes are not a valid ONNX model.",
+);
 /// The model is well-formed protobuf but not a valid graph (bad types, cycles, bad attributes).
-pub static INVALID_GRAPH: ExceptionClass =
-    ExceptionClass::new("InvalidGraph", "The model's graph is invalid or cannot be planned.");
+pub static INVALID_GRAPH: ExceptionClass = ExceptionClass::new(
+    "InvalidGraph",
+    "The model's graph is invalid or cannot be planned.",
+);
 /// An op, attribute value or type runnx does not implement. Also a `NotImplementedError`.
-pub static NOT_IMPLEMENTED: ExceptionClass =
-    ExceptionClass::new("NotImplemented", "The model uses something runnx does not implement.");
+pub static NOT_IMPLEMENTED: ExceptionClass = ExceptionClass::new(
+    "NotImplemented",
+    "The model uses something runnx does not implement.",
+);
 /// Anything else (onnxruntime's `RUNTIME_EXCEPTION`). Also a `RuntimeError`.
 pub static RUNTIME_EXCEPTION: ExceptionClass =
     ExceptionClass::new("RuntimeException", "An unexpected error inside runnx.");
@@ -77,7 +89,10 @@ pub fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
         (&NO_SUCH_FILE, Some(py.get_type::<PyFileNotFoundError>())),
         (&INVALID_PROTOBUF, None),
         (&INVALID_GRAPH, None),
-        (&NOT_IMPLEMENTED, Some(py.get_type::<PyNotImplementedError>())),
+        (
+            &NOT_IMPLEMENTED,
+            Some(py.get_type::<PyNotImplementedError>()),
+        ),
         (&RUNTIME_EXCEPTION, Some(py.get_type::<PyRuntimeError>())),
     ];
     for (class, builtin) in classes {

@@ -34,8 +34,8 @@ fn optimization_level(level: i64) -> PyResult<OptimizationLevel> {
         3 | 99 => OptimizationLevel::All,
         other => {
             return Err(PyValueError::new_err(format!(
-                "graph_optimization_level {other} is not a GraphOptimizationLevel (0, 1, 2, 3 or 99)"
-            )))
+            "graph_optimization_level {other} is not a GraphOptimizationLevel (0, 1, 2, 3 or 99)"
+        )))
         }
     })
 }
@@ -45,27 +45,37 @@ impl PySession {
     /// `model` is a path (str or os.PathLike) or the model's bytes.
     #[new]
     #[pyo3(signature = (model, intra_op_threads = 0, optimization_level = 99))]
-    fn new(py: Python<'_>, model: &Bound<'_, PyAny>, intra_op_threads: usize, optimization_level: i64) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        model: &Bound<'_, PyAny>,
+        intra_op_threads: usize,
+        optimization_level: i64,
+    ) -> PyResult<Self> {
         let options = SessionOptions {
             intra_op_threads,
             optimization_level: self::optimization_level(optimization_level)?,
         };
-        let session = if let Ok(bytes) = model.cast::<PyBytes>() {
-            // The session reads the Python bytes object in place (it keeps a reference).
-            let backed = PyBackedBytes::from(bytes.clone());
-            py.detach(|| Session::from_bytes(bytes::Bytes::from_owner(backed), &options))
-                .map_err(|e| load_error(e, "model bytes"))?
-        } else {
-            let path: PathBuf = model.extract().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err(format!(
+        let session =
+            if let Ok(bytes) = model.cast::<PyBytes>() {
+                // The session reads the Python bytes object in place (it keeps a reference).
+                let backed = PyBackedBytes::from(bytes.clone());
+                py.detach(|| Session::from_bytes(bytes::Bytes::from_owner(backed), &options))
+                    .map_err(|e| load_error(e, "model bytes"))?
+            } else {
+                let path: PathBuf =
+                    model.extract().map_err(|_| {
+                        pyo3::exceptions::PyTypeError::new_err(format!(
                     "cannot load a model from {}: pass a path (str or os.PathLike) or bytes",
                     model.get_type().name().map_or_else(|_| "?".to_string(), |n| n.to_string())
                 ))
-            })?;
-            py.detach(|| Session::from_file(&path, &options))
-                .map_err(|e| load_error(e, &path.display().to_string()))?
-        };
-        let inputs = session.inputs().map(|vi| (vi.name.clone(), vi.ty.clone())).collect();
+                    })?;
+                py.detach(|| Session::from_file(&path, &options))
+                    .map_err(|e| load_error(e, &path.display().to_string()))?
+            };
+        let inputs = session
+            .inputs()
+            .map(|vi| (vi.name.clone(), vi.ty.clone()))
+            .collect();
         let output_names = session.outputs().map(|vi| vi.name.clone()).collect();
         Ok(PySession {
             session,

@@ -90,7 +90,12 @@ fn resolve_attributes(attrs: &[Attribute], caller: &Node, function: &Function) -
             None => Some(a.clone()),
             Some(reference) => caller
                 .attribute(reference)
-                .or_else(|| function.attribute_defaults.iter().find(|d| &d.name == reference))
+                .or_else(|| {
+                    function
+                        .attribute_defaults
+                        .iter()
+                        .find(|d| &d.name == reference)
+                })
                 .map(|src| Attribute {
                     name: a.name.clone(),
                     value: src.value.clone(),

@@ -56,7 +56,11 @@ struct Schedule {
 impl GraphPlan {
     /// Plans `graph`. Names the graph uses but does not define are looked up in `outer`
     /// (names visible in enclosing graphs) and become captured values.
-    pub fn build(graph: &Graph, ctx: &PlanContext, outer: &HashSet<String>) -> Result<GraphPlan, RuntimeError> {
+    pub fn build(
+        graph: &Graph,
+        ctx: &PlanContext,
+        outer: &HashSet<String>,
+    ) -> Result<GraphPlan, RuntimeError> {
         let nodes = inline_functions(&graph.nodes, ctx.functions)?;
         let mut slots: HashMap<String, usize> = HashMap::new();
         let slot_of = |name: &str, slots: &mut HashMap<String, usize>| -> usize {
@@ -65,7 +69,12 @@ impl GraphPlan {
         };
         let mut constants: HashMap<usize, Value> = HashMap::new();
         let mut known_types: HashMap<String, ValueType> = HashMap::new();
-        for vi in graph.inputs.iter().chain(&graph.value_info).chain(&graph.outputs) {
+        for vi in graph
+            .inputs
+            .iter()
+            .chain(&graph.value_info)
+            .chain(&graph.outputs)
+        {
             known_types.insert(vi.name.clone(), vi.ty.clone());
         }
         for (name, tensor) in &graph.initializers {
@@ -85,7 +94,8 @@ impl GraphPlan {
         for &index in &order {
             let node = &nodes[index];
             let label = node.describe();
-            let opset = opset_for(node, ctx.opsets).map_err(|m| RuntimeError::Model(format!("{label}: {m}")))?;
+            let opset = opset_for(node, ctx.opsets)
+                .map_err(|m| RuntimeError::Model(format!("{label}: {m}")))?;
             let def = ctx.registry.lookup(&node.domain, &node.op_type, opset).ok_or_else(|| {
                 let domain = if node.domain.is_empty() { "ai.onnx" } else { &node.domain };
                 if ctx.registry.knows(&node.domain, &node.op_type) {
@@ -124,10 +134,16 @@ impl GraphPlan {
                 .iter()
                 .map(|s| s.and_then(|s| constants.get(&s)).and_then(Value::as_tensor))
                 .collect();
-            let types: Vec<Option<&ValueType>> = node.inputs.iter().map(|n| known_types.get(n)).collect();
+            let types: Vec<Option<&ValueType>> =
+                node.inputs.iter().map(|n| known_types.get(n)).collect();
             // Names visible to this node's subgraphs: everything defined so far, here and outside.
             let mut visible: HashSet<String> = outer.clone();
-            visible.extend(slots.iter().filter(|(_, s)| defined.contains(s)).map(|(n, _)| n.clone()));
+            visible.extend(
+                slots
+                    .iter()
+                    .filter(|(_, s)| defined.contains(s))
+                    .map(|(n, _)| n.clone()),
+            );
             let compiler = Compiler {
                 ctx,
                 visible: &visible,
@@ -142,7 +158,9 @@ impl GraphPlan {
             };
             let kernel = (def.build)(&info).map_err(|e| RuntimeError::node(&label, e))?;
             // Implicit inputs: outer values the node's subgraphs read.
-            let implicit = runnx_ops::implicit_input_names(&compiler.compiled.into_inner().unwrap_or_default());
+            let implicit = runnx_ops::implicit_input_names(
+                &compiler.compiled.into_inner().unwrap_or_default(),
+            );
             for name in &implicit {
                 let slot = match slots.get(name) {
                     Some(&s) if defined.contains(&s) => s,
@@ -173,9 +191,17 @@ impl GraphPlan {
             let foldable = ctx.fold_constants
                 && implicit.is_empty()
                 && !is_nondeterministic(node)
-                && step.inputs.iter().flatten().all(|s| constants.contains_key(s));
+                && step
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .all(|s| constants.contains_key(s));
             if foldable {
-                let values = step.inputs.iter().map(|s| s.and_then(|s| constants.get(&s).cloned())).collect();
+                let values = step
+                    .inputs
+                    .iter()
+                    .map(|s| s.and_then(|s| constants.get(&s).cloned()))
+                    .collect();
                 let outs = step
                     .kernel
                     .run(Inputs::new(values))
@@ -238,7 +264,10 @@ impl GraphPlan {
             }
         }
         let mut needed = vec![false; self.steps.len()];
-        let mut stack: Vec<usize> = wanted.iter().filter_map(|s| producer.get(s).copied()).collect();
+        let mut stack: Vec<usize> = wanted
+            .iter()
+            .filter_map(|s| producer.get(s).copied())
+            .collect();
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut needed[i], true) {
                 continue;
@@ -276,7 +305,9 @@ impl GraphPlan {
                     .inputs
                     .iter()
                     .enumerate()
-                    .map(|(k, s)| s.is_some_and(|s| !keep[s] && last_reader.get(&s) == Some(&(pos, k))))
+                    .map(|(k, s)| {
+                        s.is_some_and(|s| !keep[s] && last_reader.get(&s) == Some(&(pos, k)))
+                    })
                     .collect()
             })
             .collect();
@@ -310,17 +341,33 @@ impl GraphPlan {
                 .iter()
                 .zip(takes)
                 .map(|(s, &take)| {
-                    s.and_then(|s| if take { slots[s].take() } else { slots[s].clone() })
+                    s.and_then(|s| {
+                        if take {
+                            slots[s].take()
+                        } else {
+                            slots[s].clone()
+                        }
+                    })
                 })
                 .collect();
             let outs = step
                 .kernel
                 .run(Inputs::new(values))
                 .map_err(|e| RuntimeError::node(&step.label, e))?;
-            if outs.len() < step.outputs.iter().rposition(Option::is_some).map_or(0, |p| p + 1) {
+            if outs.len()
+                < step
+                    .outputs
+                    .iter()
+                    .rposition(Option::is_some)
+                    .map_or(0, |p| p + 1)
+            {
                 return Err(RuntimeError::node(
                     &step.label,
-                    OpError::invalid(format!("produced {} outputs, the node declares {}", outs.len(), step.outputs.len())),
+                    OpError::invalid(format!(
+                        "produced {} outputs, the node declares {}",
+                        outs.len(),
+                        step.outputs.len()
+                    )),
                 ));
             }
             for (slot, value) in step.outputs.iter().zip(outs) {
@@ -333,7 +380,10 @@ impl GraphPlan {
             .iter()
             .map(|&s| {
                 slots[s].clone().ok_or_else(|| {
-                    RuntimeError::Model("an output was not computed (an optional output the node did not produce)".into())
+                    RuntimeError::Model(
+                        "an output was not computed (an optional output the node did not produce)"
+                            .into(),
+                    )
                 })
             })
             .collect()
@@ -356,13 +406,22 @@ fn opset_for(node: &Node, opsets: &BTreeMap<String, i64>) -> Result<i64, String>
 fn is_nondeterministic(node: &Node) -> bool {
     matches!(
         node.op_type.as_str(),
-        "RandomNormal" | "RandomUniform" | "RandomNormalLike" | "RandomUniformLike" | "Bernoulli" | "Multinomial"
+        "RandomNormal"
+            | "RandomUniform"
+            | "RandomNormalLike"
+            | "RandomUniformLike"
+            | "Bernoulli"
+            | "Multinomial"
     )
 }
 
 /// Orders nodes so every input is produced before it is read (Kahn's algorithm, stable: a
 /// sorted graph keeps its order). Fails on cycles.
-fn topological_order(nodes: &[Node], initial: &HashMap<String, usize>, outer: &HashSet<String>) -> Result<Vec<usize>, RuntimeError> {
+fn topological_order(
+    nodes: &[Node],
+    initial: &HashMap<String, usize>,
+    outer: &HashSet<String>,
+) -> Result<Vec<usize>, RuntimeError> {
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         for o in n.outputs.iter().filter(|o| !o.is_empty()) {
@@ -387,7 +446,8 @@ fn topological_order(nodes: &[Node], initial: &HashMap<String, usize>, outer: &H
         pending[i] = deps.len();
     }
     let _ = outer;
-    let mut ready: std::collections::BTreeSet<usize> = (0..nodes.len()).filter(|&i| pending[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..nodes.len()).filter(|&i| pending[i] == 0).collect();
     let mut order = Vec::with_capacity(nodes.len());
     while let Some(i) = ready.pop_first() {
         order.push(i);
@@ -399,8 +459,13 @@ fn topological_order(nodes: &[Node], initial: &HashMap<String, usize>, outer: &H
         }
     }
     if order.len() != nodes.len() {
-        let stuck = (0..nodes.len()).find(|&i| pending[i] > 0).map(|i| nodes[i].describe()).unwrap_or_default();
-        return Err(RuntimeError::Model(format!("the graph has a cycle (at {stuck})")));
+        let stuck = (0..nodes.len())
+            .find(|&i| pending[i] > 0)
+            .map(|i| nodes[i].describe())
+            .unwrap_or_default();
+        return Err(RuntimeError::Model(format!(
+            "the graph has a cycle (at {stuck})"
+        )));
     }
     Ok(order)
 }
@@ -452,9 +517,13 @@ struct Compiler<'a> {
 
 impl SubgraphCompiler for Compiler<'_> {
     fn compile(&self, graph: &Arc<Graph>) -> Result<Arc<dyn Subgraph>, OpError> {
-        let plan = GraphPlan::build(graph, self.ctx, self.visible).map_err(|e| OpError::invalid(format!("in subgraph '{}': {e}", graph.name)))?;
+        let plan = GraphPlan::build(graph, self.ctx, self.visible)
+            .map_err(|e| OpError::invalid(format!("in subgraph '{}': {e}", graph.name)))?;
         let sub: Arc<dyn Subgraph> = Arc::new(PlannedSubgraph { plan });
-        self.compiled.lock().unwrap_or_else(|e| e.into_inner()).push(sub.clone());
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sub.clone());
         Ok(sub)
     }
 }
@@ -472,7 +541,13 @@ impl Subgraph for PlannedSubgraph {
                 inputs.len()
             )));
         }
-        let feeds = self.plan.inputs.iter().map(|(_, s)| *s).zip(inputs).collect();
+        let feeds = self
+            .plan
+            .inputs
+            .iter()
+            .map(|(_, s)| *s)
+            .zip(inputs)
+            .collect();
         self.plan
             .execute(feeds, captured, &self.plan.output_slots())
             .map_err(|e| OpError::invalid(format!("in subgraph: {e}")))

@@ -37,13 +37,15 @@ pub struct Session {
 impl Session {
     pub fn from_file(path: &Path, options: &SessionOptions) -> Result<Session, RuntimeError> {
         let loaded = runnx_onnx::load_model(path)?;
-        let model = runnx_ir::convert::model_from_proto(&loaded).map_err(|e| {
-            RuntimeError::Model(format!("{}: {e}", path.display()))
-        })?;
+        let model = runnx_ir::convert::model_from_proto(&loaded)
+            .map_err(|e| RuntimeError::Model(format!("{}: {e}", path.display())))?;
         Session::from_model(model, options)
     }
 
-    pub fn from_bytes(bytes: impl Into<bytes::Bytes>, options: &SessionOptions) -> Result<Session, RuntimeError> {
+    pub fn from_bytes(
+        bytes: impl Into<bytes::Bytes>,
+        options: &SessionOptions,
+    ) -> Result<Session, RuntimeError> {
         let loaded = runnx_onnx::LoadedModel::from_bytes(bytes.into())?;
         let model = runnx_ir::convert::model_from_proto(&loaded)?;
         Session::from_model(model, options)
@@ -94,7 +96,11 @@ impl Session {
 
     /// Runs the model. `feeds` name every input; `output_names` selects outputs (all when
     /// `None`) and only what they need is computed. Outputs come back in the requested order.
-    pub fn run(&self, feeds: Vec<(String, Value)>, output_names: Option<&[String]>) -> Result<Vec<Value>, RuntimeError> {
+    pub fn run(
+        &self,
+        feeds: Vec<(String, Value)>,
+        output_names: Option<&[String]>,
+    ) -> Result<Vec<Value>, RuntimeError> {
         let mut slots = Vec::with_capacity(feeds.len());
         let mut seen = HashSet::new();
         for (name, value) in feeds {
@@ -119,17 +125,29 @@ impl Session {
             .map(|(vi, _)| vi.name.as_str())
             .collect();
         if !missing.is_empty() {
-            return Err(RuntimeError::Input(format!("missing input(s): {}", missing.join(", "))));
+            return Err(RuntimeError::Input(format!(
+                "missing input(s): {}",
+                missing.join(", ")
+            )));
         }
         let wanted: Vec<usize> = match output_names {
             None => self.plan.output_slots(),
             Some(names) => names
                 .iter()
                 .map(|n| {
-                    self.plan.outputs.iter().find(|(vi, _)| &vi.name == n).map(|(_, s)| *s).ok_or_else(|| {
-                        let known: Vec<&str> = self.outputs().map(|v| v.name.as_str()).collect();
-                        RuntimeError::Input(format!("unknown output name '{n}'; the model's outputs are: {}", known.join(", ")))
-                    })
+                    self.plan
+                        .outputs
+                        .iter()
+                        .find(|(vi, _)| &vi.name == n)
+                        .map(|(_, s)| *s)
+                        .ok_or_else(|| {
+                            let known: Vec<&str> =
+                                self.outputs().map(|v| v.name.as_str()).collect();
+                            RuntimeError::Input(format!(
+                                "unknown output name '{n}'; the model's outputs are: {}",
+                                known.join(", ")
+                            ))
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -151,11 +169,15 @@ fn check_feed(info: &ValueInfo, value: &Value) -> Result<(), RuntimeError> {
         }
         _ => return Ok(()),
     };
-    let Value::Tensor(t) = value else { unreachable!() };
+    let Value::Tensor(t) = value else {
+        unreachable!()
+    };
     if t.dtype() != tensor_type.dtype {
         return Err(RuntimeError::Input(format!(
             "input '{name}' expects element type {} (tensor({})), got {}",
-            tensor_type.dtype, tensor_type.dtype, t.dtype()
+            tensor_type.dtype,
+            tensor_type.dtype,
+            t.dtype()
         )));
     }
     if let Some(dims) = &tensor_type.shape {

@@ -54,7 +54,9 @@ fn main() {
     let mut cases = Vec::new();
     for suite in SUITES {
         let dir = data.join(suite);
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
@@ -86,7 +88,13 @@ fn main() {
             }
             Err(msg) => {
                 entry.1 += 1;
-                let one_line = msg.lines().next().unwrap_or("").chars().take(200).collect::<String>();
+                let one_line = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect::<String>();
                 if verbose {
                     println!("FAIL {id}: {one_line}");
                 }
@@ -98,7 +106,10 @@ fn main() {
         }
     }
 
-    println!("\nONNX backend suite (onnx 1.23.2), {:.1} s:", started.elapsed().as_secs_f64());
+    println!(
+        "\nONNX backend suite (onnx 1.23.2), {:.1} s:",
+        started.elapsed().as_secs_f64()
+    );
     let (mut total_pass, mut total_fail) = (0, 0);
     for suite in SUITES {
         if let Some((p, f)) = per_suite.get(suite) {
@@ -107,10 +118,20 @@ fn main() {
             total_fail += f;
         }
     }
-    println!("  {:<18} {total_pass:>5} passed {total_fail:>5} failed (of {})", "total", total_pass + total_fail);
+    println!(
+        "  {:<18} {total_pass:>5} passed {total_fail:>5} failed (of {})",
+        "total",
+        total_pass + total_fail
+    );
 
     if std::env::var_os("RUNNX_BACKEND_UPDATE").is_some() {
-        write_expected(&expected_path, &expected, &failures, filter.is_some(), &cases);
+        write_expected(
+            &expected_path,
+            &expected,
+            &failures,
+            filter.is_some(),
+            &cases,
+        );
         println!("updated {}", expected_path.display());
         println!("backend: {total_pass} passed, 0 failed");
         return;
@@ -118,7 +139,11 @@ fn main() {
     let mut ok = true;
     if !unexpected_failures.is_empty() {
         ok = false;
-        println!("\n{} case(s) fail that are not in {}:", unexpected_failures.len(), expected_path.display());
+        println!(
+            "\n{} case(s) fail that are not in {}:",
+            unexpected_failures.len(),
+            expected_path.display()
+        );
         for f in &unexpected_failures {
             println!("  {f}");
         }
@@ -183,12 +208,18 @@ fn run_all(cases: &[(&str, String, PathBuf)]) -> Vec<Result<(), String>> {
                 for i in late {
                     // The thread keeps running; it is abandoned, its result ignored.
                     running.remove(&i);
-                    results[i] = Some(Err(format!("TIMEOUT: took more than {} s", CASE_TIMEOUT.as_secs())));
+                    results[i] = Some(Err(format!(
+                        "TIMEOUT: took more than {} s",
+                        CASE_TIMEOUT.as_secs()
+                    )));
                 }
             }
         }
     }
-    results.into_iter().map(|r| r.unwrap_or_else(|| Err("no result".into()))).collect()
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("no result".into())))
+        .collect()
 }
 
 fn run_case(dir: &Path) -> Result<(), String> {
@@ -197,14 +228,25 @@ fn run_case(dir: &Path) -> Result<(), String> {
         ..Default::default()
     };
     let (rtol, atol) = tolerance(dir);
-    let session = Session::from_file(&dir.join("model.onnx"), &options).map_err(|e| format!("load: {e}"))?;
-    let inputs: Vec<(String, ValueType)> = session.inputs().map(|v| (v.name.clone(), v.ty.clone())).collect();
-    let outputs: Vec<(String, ValueType)> = session.outputs().map(|v| (v.name.clone(), v.ty.clone())).collect();
+    let session =
+        Session::from_file(&dir.join("model.onnx"), &options).map_err(|e| format!("load: {e}"))?;
+    let inputs: Vec<(String, ValueType)> = session
+        .inputs()
+        .map(|v| (v.name.clone(), v.ty.clone()))
+        .collect();
+    let outputs: Vec<(String, ValueType)> = session
+        .outputs()
+        .map(|v| (v.name.clone(), v.ty.clone()))
+        .collect();
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set"))
+        })
         .collect();
     sets.sort();
     if sets.is_empty() {
@@ -218,14 +260,16 @@ fn run_case(dir: &Path) -> Result<(), String> {
                 continue; // an optional input the case leaves out
             }
             let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-            let value = convert::value_from_pb(&bytes, ty).map_err(|e| format!("{}: {e}", path.display()))?;
+            let value = convert::value_from_pb(&bytes, ty)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             feeds.push((name.clone(), value));
         }
         let got = session.run(feeds, None).map_err(|e| format!("run: {e}"))?;
         for (i, ((name, ty), value)) in outputs.iter().zip(&got).enumerate() {
             let path = set.join(format!("output_{i}.pb"));
             let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let expected = convert::value_from_pb(&bytes, ty).map_err(|e| format!("{}: {e}", path.display()))?;
+            let expected = convert::value_from_pb(&bytes, ty)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             compare(&expected, value, rtol, atol).map_err(|e| format!("output '{name}': {e}"))?;
         }
     }
@@ -264,21 +308,37 @@ fn compare(expected: &Value, got: &Value, rtol: f64, atol: f64) -> Result<(), St
         (Value::Optional { value: e, .. }, Value::Optional { value: g, .. }) => match (e, g) {
             (None, None) => Ok(()),
             (Some(e), Some(g)) => compare(e, g, rtol, atol),
-            _ => Err(format!("expected {}, got {}", expected.describe(), got.describe())),
+            _ => Err(format!(
+                "expected {}, got {}",
+                expected.describe(),
+                got.describe()
+            )),
         },
         // An optional holding a value compares equal to the bare value (and vice versa).
         (Value::Optional { value: Some(e), .. }, g) => compare(e, g, rtol, atol),
         (e, Value::Optional { value: Some(g), .. }) => compare(e, g, rtol, atol),
-        _ => Err(format!("expected {}, got {}", expected.describe(), got.describe())),
+        _ => Err(format!(
+            "expected {}, got {}",
+            expected.describe(),
+            got.describe()
+        )),
     }
 }
 
 fn compare_tensors(e: &Tensor, g: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
     if e.dtype() != g.dtype() {
-        return Err(format!("expected element type {}, got {}", e.dtype(), g.dtype()));
+        return Err(format!(
+            "expected element type {}, got {}",
+            e.dtype(),
+            g.dtype()
+        ));
     }
     if e.shape() != g.shape() {
-        return Err(format!("expected shape {:?}, got {:?}", e.shape(), g.shape()));
+        return Err(format!(
+            "expected shape {:?}, got {:?}",
+            e.shape(),
+            g.shape()
+        ));
     }
     // onnx's runner compares bfloat16 with rtol raised to 2^-6 (its 8-bit mantissa).
     let floats = |e: Vec<f64>, g: Vec<f64>, rtol: f64| -> Result<(), String> {
@@ -372,7 +432,11 @@ fn write_expected(
         }
     }
     for (id, message) in failures {
-        let reason = old.get(id).filter(|r| !r.is_empty()).cloned().unwrap_or_else(|| message.clone());
+        let reason = old
+            .get(id)
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .unwrap_or_else(|| message.clone());
         merged.insert(id.clone(), reason);
     }
     let mut out = String::from(

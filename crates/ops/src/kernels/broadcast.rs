@@ -81,7 +81,12 @@ where
     let mut out = vec![O::default(); plan.len];
     plan.fill(&mut out, |run, [oa, ob], [sa, sb]| {
         let n = run.len();
-        binary_loop(run, Source::new(a, oa, sa, n), Source::new(b, ob, sb, n), &f)
+        binary_loop(
+            run,
+            Source::new(a, oa, sa, n),
+            Source::new(b, ob, sb, n),
+            &f,
+        )
     });
     Ok((shape, out))
 }
@@ -185,7 +190,8 @@ pub fn par_chunks_apply<T: Send>(data: &mut [T], f: impl Fn(&mut [T]) + Sync) {
     if data.len() < PARALLEL_MIN_LEN {
         f(data);
     } else {
-        data.par_chunks_mut(chunk_len(data.len())).for_each(|c| f(c));
+        data.par_chunks_mut(chunk_len(data.len()))
+            .for_each(|c| f(c));
     }
 }
 
@@ -281,7 +287,11 @@ impl<const N: usize> Plan<N> {
             out.par_chunks_mut(chunk).enumerate().for_each(|(i, part)| {
                 let start = i * chunk;
                 self.for_each_run(start..start + part.len(), |pos, n, offsets| {
-                    run(&mut part[pos - start..pos - start + n], offsets, self.inner_step)
+                    run(
+                        &mut part[pos - start..pos - start + n],
+                        offsets,
+                        self.inner_step,
+                    )
                 });
             });
         }
@@ -458,17 +468,24 @@ mod tests {
         assert_eq!(s(&[&[1], &[0]]).unwrap(), vec![0]);
         assert!(s(&[&[0], &[2]]).is_err());
         assert!(s(&[&[2, 3], &[3, 2]]).is_err());
-        assert_eq!(s(&[&[2, 1, 1], &[1, 3, 1], &[1, 1, 4]]).unwrap(), vec![2, 3, 4]);
+        assert_eq!(
+            s(&[&[2, 1, 1], &[1, 3, 1], &[1, 1, 4]]).unwrap(),
+            vec![2, 3, 4]
+        );
     }
 
     #[test]
     fn binary_map_by_hand() {
         // [2, 3] + [3]
-        let (shape, out) = binary_map(&[1, 2, 3, 4, 5, 6], &[2, 3], &[10, 20, 30], &[3], |a, b| a + b).unwrap();
+        let (shape, out) = binary_map(&[1, 2, 3, 4, 5, 6], &[2, 3], &[10, 20, 30], &[3], |a, b| {
+            a + b
+        })
+        .unwrap();
         assert_eq!(shape.as_slice(), &[2, 3]);
         assert_eq!(out, vec![11, 22, 33, 14, 25, 36]);
         // [2, 1] * [1, 3]
-        let (shape, out) = binary_map(&[1, 2], &[2, 1], &[1, 10, 100], &[1, 3], |a, b| a * b).unwrap();
+        let (shape, out) =
+            binary_map(&[1, 2], &[2, 1], &[1, 10, 100], &[1, 3], |a, b| a * b).unwrap();
         assert_eq!(shape.as_slice(), &[2, 3]);
         assert_eq!(out, vec![1, 10, 100, 2, 20, 200]);
         // rank 0 with rank 0
@@ -476,7 +493,8 @@ mod tests {
         assert!(shape.is_empty());
         assert_eq!(out, vec![-1.0]);
         // a zero-size dimension
-        let (shape, out) = binary_map(&[] as &[i32], &[0, 3], &[1, 2, 3], &[3], |a, b| a + b).unwrap();
+        let (shape, out) =
+            binary_map(&[] as &[i32], &[0, 3], &[1, 2, 3], &[3], |a, b| a + b).unwrap();
         assert_eq!(shape.as_slice(), &[0, 3]);
         assert!(out.is_empty());
         // mismatched data length is an error, not a panic
@@ -556,8 +574,14 @@ mod tests {
 
     #[test]
     fn broadcast_to_by_hand() {
-        assert_eq!(broadcast_to(&[1, 2, 3], &[3], &[2, 3]).unwrap(), vec![1, 2, 3, 1, 2, 3]);
-        assert_eq!(broadcast_to(&[1, 2], &[2, 1], &[2, 2]).unwrap(), vec![1, 1, 2, 2]);
+        assert_eq!(
+            broadcast_to(&[1, 2, 3], &[3], &[2, 3]).unwrap(),
+            vec![1, 2, 3, 1, 2, 3]
+        );
+        assert_eq!(
+            broadcast_to(&[1, 2], &[2, 1], &[2, 2]).unwrap(),
+            vec![1, 1, 2, 2]
+        );
         assert_eq!(broadcast_to(&[7], &[], &[2]).unwrap(), vec![7, 7]);
         assert_eq!(broadcast_to(&[7], &[], &[]).unwrap(), vec![7]);
         assert!(broadcast_to(&[7], &[1], &[0, 4]).unwrap().is_empty());

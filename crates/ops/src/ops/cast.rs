@@ -36,7 +36,12 @@ use crate::kernels::broadcast::PARALLEL_MIN_LEN;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
 pub(crate) fn register(reg: &mut Registry) {
-    reg.add_versions("", "Cast", &[1, 6, 9, 13, 19, 21, 23, 24, 25, 28], build_cast);
+    reg.add_versions(
+        "",
+        "Cast",
+        &[1, 6, 9, 13, 19, 21, 23, 24, 25, 28],
+        build_cast,
+    );
     reg.add_versions("", "CastLike", &[15, 19, 21, 23, 24, 25], build_cast_like);
 }
 
@@ -103,7 +108,9 @@ fn build_cast(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 
 impl Kernel for CastKernel {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
-        Ok(vec![cast_tensor(inputs.tensor(0)?, self.to, self.options)?.into()])
+        Ok(vec![
+            cast_tensor(inputs.tensor(0)?, self.to, self.options)?.into()
+        ])
     }
 }
 
@@ -121,13 +128,19 @@ fn build_cast_like(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 impl Kernel for CastLikeKernel {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let to = inputs.tensor(1)?.dtype();
-        Ok(vec![cast_tensor(inputs.tensor(0)?, to, self.options)?.into()])
+        Ok(vec![
+            cast_tensor(inputs.tensor(0)?, to, self.options)?.into()
+        ])
     }
 }
 
 /// `x` converted to element type `to` (see the module docs for the rules). A cast to the same
 /// type shares the buffer.
-pub(crate) fn cast_tensor(x: &Tensor, to: DataType, options: CastOptions) -> Result<Tensor, OpError> {
+pub(crate) fn cast_tensor(
+    x: &Tensor,
+    to: DataType,
+    options: CastOptions,
+) -> Result<Tensor, OpError> {
     if x.dtype() == to {
         return Ok(x.clone());
     }
@@ -446,7 +459,11 @@ fn parse(s: &str) -> Result<Scalar, OpError> {
 }
 
 /// Converts `src` to the element type `to`.
-fn cast_slice<S: CastSource>(src: &[S], to: DataType, o: CastOptions) -> Result<TensorData, OpError> {
+fn cast_slice<S: CastSource>(
+    src: &[S],
+    to: DataType,
+    o: CastOptions,
+) -> Result<TensorData, OpError> {
     use DataType as D;
     Ok(match to {
         D::Float => convert::<S, f32>(src, o),
@@ -484,7 +501,10 @@ fn convert<S: CastSource, D: CastTarget>(src: &[S], o: CastOptions) -> TensorDat
     let out: Vec<D> = if src.len() < PARALLEL_MIN_LEN {
         src.iter().map(one).collect()
     } else {
-        src.par_iter().with_min_len(PARALLEL_MIN_LEN / 2).map(one).collect()
+        src.par_iter()
+            .with_min_len(PARALLEL_MIN_LEN / 2)
+            .map(one)
+            .collect()
     };
     D::wrap(out)
 }
@@ -497,10 +517,16 @@ where
     let wide = |c: &Complex<T>| (c.re.into(), c.im.into());
     Ok(match to {
         DataType::Complex64 => TensorData::Complex64(
-            src.iter().map(wide).map(|(re, im): (f64, f64)| Complex::new(re as f32, im as f32)).collect(),
+            src.iter()
+                .map(wide)
+                .map(|(re, im): (f64, f64)| Complex::new(re as f32, im as f32))
+                .collect(),
         ),
         DataType::Complex128 => TensorData::Complex128(
-            src.iter().map(wide).map(|(re, im)| Complex::new(re, im)).collect(),
+            src.iter()
+                .map(wide)
+                .map(|(re, im)| Complex::new(re, im))
+                .collect(),
         ),
         other => {
             return Err(OpError::unsupported(format!(
@@ -518,32 +544,76 @@ mod tests {
         cast_with(src, to, CastOptions::default())
     }
 
-    fn cast_with<S: Element, D: Element + Clone>(src: Vec<S>, to: DataType, o: CastOptions) -> Vec<D> {
+    fn cast_with<S: Element, D: Element + Clone>(
+        src: Vec<S>,
+        to: DataType,
+        o: CastOptions,
+    ) -> Vec<D> {
         let x = Tensor::from_vec([src.len()], src).unwrap();
-        cast_tensor(&x, to, o).unwrap().as_slice::<D>().unwrap().to_vec()
+        cast_tensor(&x, to, o)
+            .unwrap()
+            .as_slice::<D>()
+            .unwrap()
+            .to_vec()
     }
 
     #[test]
     fn integers_wrap_exactly() {
-        assert_eq!(cast::<i16, i8>(vec![200, -129, 5], DataType::Int8), vec![-56, 127, 5]);
+        assert_eq!(
+            cast::<i16, i8>(vec![200, -129, 5], DataType::Int8),
+            vec![-56, 127, 5]
+        );
         let big = i64::MAX - 1;
-        assert_eq!(cast::<i64, i32>(vec![big, 1 << 40, -1], DataType::Int32), vec![-2, 0, -1]);
+        assert_eq!(
+            cast::<i64, i32>(vec![big, 1 << 40, -1], DataType::Int32),
+            vec![-2, 0, -1]
+        );
         assert_eq!(cast::<i64, u64>(vec![-1], DataType::Uint64), vec![u64::MAX]);
-        assert_eq!(cast::<u64, f32>(vec![u64::MAX], DataType::Float), vec![u64::MAX as f32]);
-        assert_eq!(cast::<i64, f64>(vec![(1 << 53) + 1], DataType::Double), vec![9007199254740992.0]);
-        assert_eq!(cast::<i32, bool>(vec![0, 36, -1], DataType::Bool), vec![false, true, true]);
-        assert_eq!(cast::<bool, f32>(vec![true, false], DataType::Float), vec![1.0, 0.0]);
+        assert_eq!(
+            cast::<u64, f32>(vec![u64::MAX], DataType::Float),
+            vec![u64::MAX as f32]
+        );
+        assert_eq!(
+            cast::<i64, f64>(vec![(1 << 53) + 1], DataType::Double),
+            vec![9007199254740992.0]
+        );
+        assert_eq!(
+            cast::<i32, bool>(vec![0, 36, -1], DataType::Bool),
+            vec![false, true, true]
+        );
+        assert_eq!(
+            cast::<bool, f32>(vec![true, false], DataType::Float),
+            vec![1.0, 0.0]
+        );
     }
 
     #[test]
     fn floats_truncate_like_x86() {
         let x = vec![2.9f32, -2.9, 300.0, f32::NAN, 3e9, -1.0];
-        assert_eq!(cast::<f32, i32>(x.clone(), DataType::Int32), vec![2, -2, 300, i32::MIN, i32::MIN, -1]);
-        assert_eq!(cast::<f32, u8>(x.clone(), DataType::Uint8), vec![2, 254, 44, 0, 0, 255]);
-        assert_eq!(cast::<f32, u32>(x.clone(), DataType::Uint32), vec![2, 4294967294, 300, 0, 3_000_000_000, u32::MAX]);
-        assert_eq!(cast::<f32, i64>(vec![f32::INFINITY, -7.5], DataType::Int64), vec![i64::MIN, -7]);
-        assert_eq!(cast::<f64, u64>(vec![1.8e19, -1.0], DataType::Uint64), vec![18_000_000_000_000_000_000, u64::MAX]);
-        assert_eq!(cast::<f32, bool>(vec![0.0, -0.0, f32::NAN, 0.1], DataType::Bool), vec![false, false, true, true]);
+        assert_eq!(
+            cast::<f32, i32>(x.clone(), DataType::Int32),
+            vec![2, -2, 300, i32::MIN, i32::MIN, -1]
+        );
+        assert_eq!(
+            cast::<f32, u8>(x.clone(), DataType::Uint8),
+            vec![2, 254, 44, 0, 0, 255]
+        );
+        assert_eq!(
+            cast::<f32, u32>(x.clone(), DataType::Uint32),
+            vec![2, 4294967294, 300, 0, 3_000_000_000, u32::MAX]
+        );
+        assert_eq!(
+            cast::<f32, i64>(vec![f32::INFINITY, -7.5], DataType::Int64),
+            vec![i64::MIN, -7]
+        );
+        assert_eq!(
+            cast::<f64, u64>(vec![1.8e19, -1.0], DataType::Uint64),
+            vec![18_000_000_000_000_000_000, u64::MAX]
+        );
+        assert_eq!(
+            cast::<f32, bool>(vec![0.0, -0.0, f32::NAN, 0.1], DataType::Bool),
+            vec![false, false, true, true]
+        );
     }
 
     #[test]
@@ -551,10 +621,15 @@ mod tests {
         // The conformance data: int4 of -9..15 wraps.
         let x: Vec<f32> = (-9..16).map(|v| v as f32).collect();
         let out: Vec<I4> = cast(x.clone(), DataType::Int4);
-        let want: Vec<i8> = (-9..16).map(|v: i32| (((v & 0xF) << 4) as i8) >> 4).collect();
+        let want: Vec<i8> = (-9..16)
+            .map(|v: i32| (((v & 0xF) << 4) as i8) >> 4)
+            .collect();
         assert_eq!(out.iter().map(|v| v.0).collect::<Vec<_>>(), want);
         let out: Vec<U4> = cast(x, DataType::Uint4);
-        assert_eq!(out.iter().map(|v| v.0 as i32).collect::<Vec<_>>(), (-9..16).map(|v: i32| v & 0xF).collect::<Vec<_>>());
+        assert_eq!(
+            out.iter().map(|v| v.0 as i32).collect::<Vec<_>>(),
+            (-9..16).map(|v: i32| v & 0xF).collect::<Vec<_>>()
+        );
         let out: Vec<i8> = cast(vec![I2(-2), I2(1)], DataType::Int8);
         assert_eq!(out, vec![-2, 1]);
     }
@@ -566,28 +641,66 @@ mod tests {
         assert_eq!(sat[0].to_f32(), 448.0);
         assert_eq!(sat[1].to_f32(), 448.0);
         assert_eq!(sat[2].to_f32(), 0.46875);
-        let o = CastOptions { saturate: false, ..CastOptions::default() };
+        let o = CastOptions {
+            saturate: false,
+            ..CastOptions::default()
+        };
         let nosat: Vec<F8E5M2> = cast_with(x, DataType::Float8E5M2, o);
         assert_eq!(nosat[0].to_f32(), f32::INFINITY);
         let back: Vec<f16> = cast(vec![F8E4M3FN::from_f32(-3.5, true)], DataType::Float16);
         assert_eq!(back[0].to_f32(), -3.5);
         let e8: Vec<F8E8M0> = cast(vec![0.124f32, 1.1, 4.0], DataType::Float8E8M0);
-        assert_eq!(e8.iter().map(|v| v.to_f32()).collect::<Vec<_>>(), vec![0.125, 2.0, 4.0]);
+        assert_eq!(
+            e8.iter().map(|v| v.to_f32()).collect::<Vec<_>>(),
+            vec![0.125, 2.0, 4.0]
+        );
     }
 
     #[test]
     fn strings_both_ways() {
-        let x = vec![0.47892547f32, 1e-7, 1e6, 123456789.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.1];
+        let x = vec![
+            0.47892547f32,
+            1e-7,
+            1e6,
+            123456789.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.1,
+        ];
         let out: Vec<String> = cast(x, DataType::String);
         assert_eq!(
             out,
-            vec!["0.47892547", "1e-07", "1000000", "1.2345679e+08", "NaN", "INF", "-INF", "-0", "0.1"]
+            vec![
+                "0.47892547",
+                "1e-07",
+                "1000000",
+                "1.2345679e+08",
+                "NaN",
+                "INF",
+                "-INF",
+                "-0",
+                "0.1"
+            ]
         );
-        assert_eq!(cast::<i64, String>(vec![-5, i64::MAX], DataType::String), vec!["-5", "9223372036854775807"]);
-        assert_eq!(cast::<bool, String>(vec![true, false], DataType::String), vec!["1", "0"]);
+        assert_eq!(
+            cast::<i64, String>(vec![-5, i64::MAX], DataType::String),
+            vec!["-5", "9223372036854775807"]
+        );
+        assert_eq!(
+            cast::<bool, String>(vec![true, false], DataType::String),
+            vec!["1", "0"]
+        );
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let out: Vec<f32> = cast(s(&["3.14", "1e-5", "1E8", "+INF", "-inf", " 7 "]), DataType::Float);
-        assert_eq!(out, vec![3.14, 1e-5, 1e8, f32::INFINITY, f32::NEG_INFINITY, 7.0]);
+        let out: Vec<f32> = cast(
+            s(&["3.14", "1e-5", "1E8", "+INF", "-inf", " 7 "]),
+            DataType::Float,
+        );
+        assert_eq!(
+            out,
+            vec![3.14, 1e-5, 1e8, f32::INFINITY, f32::NEG_INFINITY, 7.0]
+        );
         let out: Vec<f32> = cast(s(&["NaN"]), DataType::Float);
         assert!(out[0].is_nan());
         let out: Vec<i64> = cast(s(&["100.5", "-3", "18446744073709551615"]), DataType::Int64);
@@ -610,7 +723,11 @@ mod tests {
 
     #[test]
     fn every_pair_of_real_types_converts() {
-        let real: Vec<DataType> = DataType::ALL.iter().copied().filter(|d| !d.is_complex()).collect();
+        let real: Vec<DataType> = DataType::ALL
+            .iter()
+            .copied()
+            .filter(|d| !d.is_complex())
+            .collect();
         for &from in &real {
             let one = cast_tensor(&Tensor::scalar(1i64), from, CastOptions::default()).unwrap();
             for &to in &real {
@@ -626,15 +743,42 @@ mod tests {
     #[test]
     fn cast_node_attributes() {
         use crate::ops::elementwise::tests::{run_op, t};
-        let out = run_op("Cast", 1, vec![("to", AttributeValue::String(b"FLOAT16".to_vec()))], vec![t(&[1], vec![1.5f32])]).unwrap();
+        let out = run_op(
+            "Cast",
+            1,
+            vec![("to", AttributeValue::String(b"FLOAT16".to_vec()))],
+            vec![t(&[1], vec![1.5f32])],
+        )
+        .unwrap();
         assert_eq!(out[0].dtype(), DataType::Float16);
-        let out = run_op("Cast", 13, vec![("to", AttributeValue::Int(7))], vec![t(&[1], vec![1.5f32])]).unwrap();
+        let out = run_op(
+            "Cast",
+            13,
+            vec![("to", AttributeValue::Int(7))],
+            vec![t(&[1], vec![1.5f32])],
+        )
+        .unwrap();
         assert_eq!(out[0].as_slice::<i64>().unwrap(), &[1]);
-        let out = run_op("CastLike", 15, vec![], vec![t(&[1], vec![2i32]), t(&[0], Vec::<f64>::new())]).unwrap();
+        let out = run_op(
+            "CastLike",
+            15,
+            vec![],
+            vec![t(&[1], vec![2i32]), t(&[0], Vec::<f64>::new())],
+        )
+        .unwrap();
         assert_eq!(out[0].as_slice::<f64>().unwrap(), &[2.0]);
-        assert!(run_op("Cast", 13, vec![("to", AttributeValue::Int(0))], vec![t(&[1], vec![1.5f32])]).is_err());
+        assert!(run_op(
+            "Cast",
+            13,
+            vec![("to", AttributeValue::Int(0))],
+            vec![t(&[1], vec![1.5f32])]
+        )
+        .is_err());
         assert!(run_op("Cast", 13, vec![], vec![t(&[1], vec![1.5f32])]).is_err());
-        let bad_mode = vec![("to", AttributeValue::Int(24)), ("round_mode", AttributeValue::String(b"odd".to_vec()))];
+        let bad_mode = vec![
+            ("to", AttributeValue::Int(24)),
+            ("round_mode", AttributeValue::String(b"odd".to_vec())),
+        ];
         assert!(run_op("Cast", 25, bad_mode, vec![t(&[1], vec![1.5f32])]).is_err());
     }
 }

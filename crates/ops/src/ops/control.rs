@@ -24,7 +24,11 @@ struct Body {
 
 impl Body {
     fn run(&self, inputs: Vec<Value>, implicit: &[Value]) -> Result<Vec<Value>, OpError> {
-        let captured: Vec<Value> = self.positions.iter().map(|&p| implicit[p].clone()).collect();
+        let captured: Vec<Value> = self
+            .positions
+            .iter()
+            .map(|&p| implicit[p].clone())
+            .collect();
         self.graph.run(inputs, &captured)
     }
 }
@@ -57,9 +61,9 @@ fn split_implicit(inputs: Inputs, declared: usize) -> (Vec<Option<Value>>, Vec<V
 }
 
 fn scalar_bool(v: &Value, what: &str) -> Result<bool, OpError> {
-    let t = v
-        .as_tensor()
-        .ok_or_else(|| OpError::invalid(format!("{what} must be a tensor, got {}", v.describe())))?;
+    let t = v.as_tensor().ok_or_else(|| {
+        OpError::invalid(format!("{what} must be a tensor, got {}", v.describe()))
+    })?;
     match t.data() {
         TensorData::Bool(b) if b.len() == 1 => Ok(b[0]),
         _ => Err(OpError::invalid(format!(
@@ -90,7 +94,11 @@ impl Kernel for If {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let cond = scalar_bool(inputs.value(0)?, "cond")?;
         let (_, implicit) = split_implicit(inputs, self.declared);
-        let branch = if cond { &self.then_branch } else { &self.else_branch };
+        let branch = if cond {
+            &self.then_branch
+        } else {
+            &self.else_branch
+        };
         branch.run(Vec::new(), &implicit)
     }
 }
@@ -104,7 +112,9 @@ struct Loop {
 
 fn build_loop(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
     if info.num_inputs() < 2 {
-        return Err(OpError::invalid("Loop needs at least the inputs M and cond (either may be empty)"));
+        return Err(OpError::invalid(
+            "Loop needs at least the inputs M and cond (either may be empty)",
+        ));
     }
     let body = compile_bodies(info, &["body"])?.pop().expect("one body");
     Ok(Box::new(Loop {
@@ -116,7 +126,11 @@ fn build_loop(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 impl Kernel for Loop {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let max_trips = match inputs.opt_tensor(0)? {
-            Some(t) => Some(*t.to_i64_vec()?.first().ok_or_else(|| OpError::input(0, "M is empty"))?),
+            Some(t) => Some(
+                *t.to_i64_vec()?
+                    .first()
+                    .ok_or_else(|| OpError::input(0, "M is empty"))?,
+            ),
             None => None,
         };
         let mut cond = match inputs.opt_value(1) {
@@ -124,14 +138,18 @@ impl Kernel for Loop {
             None => None,
         };
         if max_trips.is_none() && cond.is_none() {
-            return Err(OpError::invalid("Loop has neither a trip count M nor a condition: it would never end"));
+            return Err(OpError::invalid(
+                "Loop has neither a trip count M nor a condition: it would never end",
+            ));
         }
         let (declared, implicit) = split_implicit(inputs, self.declared);
         let mut carried: Vec<Value> = declared
             .into_iter()
             .skip(2)
             .enumerate()
-            .map(|(i, v)| v.ok_or_else(|| OpError::input(i + 2, "loop-carried initial value is missing")))
+            .map(|(i, v)| {
+                v.ok_or_else(|| OpError::input(i + 2, "loop-carried initial value is missing"))
+            })
             .collect::<Result<_, _>>()?;
         let n = carried.len();
         let mut scans: Vec<Vec<Tensor>> = Vec::new();
@@ -142,13 +160,17 @@ impl Kernel for Loop {
             body_inputs.push(Value::Tensor(Tensor::scalar(cond.unwrap_or(true))));
             body_inputs.append(&mut carried);
             let mut outs = self.body.run(body_inputs, &implicit)?.into_iter();
-            let next_cond = outs.next().ok_or_else(|| OpError::invalid("Loop body returned no condition"))?;
+            let next_cond = outs
+                .next()
+                .ok_or_else(|| OpError::invalid("Loop body returned no condition"))?;
             if cond.is_some() {
                 cond = Some(scalar_bool(&next_cond, "the body's condition output")?);
             }
             carried = outs.by_ref().take(n).collect();
             if carried.len() != n {
-                return Err(OpError::invalid("Loop body returned fewer loop-carried values than it takes"));
+                return Err(OpError::invalid(
+                    "Loop body returned fewer loop-carried values than it takes",
+                ));
             }
             let rest: Vec<Value> = outs.collect();
             if scans.is_empty() {
@@ -158,7 +180,10 @@ impl Kernel for Loop {
                 let t = v
                     .into_tensor()
                     .ok_or_else(|| OpError::invalid("Loop scan outputs must be tensors"))?;
-                scans.get_mut(k).ok_or_else(|| OpError::invalid("Loop body output count changed"))?.push(t);
+                scans
+                    .get_mut(k)
+                    .ok_or_else(|| OpError::invalid("Loop body output count changed"))?
+                    .push(t);
             }
             trip += 1;
         }
@@ -184,17 +209,28 @@ struct Scan {
 }
 
 fn build_scan(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
-    let num_scan_inputs = info.attr_int_opt("num_scan_inputs")?.ok_or_else(|| OpError::attribute("num_scan_inputs", "is required"))?;
-    let num_scan_inputs = usize::try_from(num_scan_inputs).map_err(|_| OpError::attribute("num_scan_inputs", "must be positive"))?;
+    let num_scan_inputs = info
+        .attr_int_opt("num_scan_inputs")?
+        .ok_or_else(|| OpError::attribute("num_scan_inputs", "is required"))?;
+    let num_scan_inputs = usize::try_from(num_scan_inputs)
+        .map_err(|_| OpError::attribute("num_scan_inputs", "must be positive"))?;
     let batched = info.opset < 9;
     let body = compile_bodies(info, &["body"])?.pop().expect("one body");
     let directions = |name: &str| -> Result<Vec<bool>, OpError> {
-        Ok(info.attr_ints_opt(name)?.unwrap_or_default().iter().map(|&d| d == 1).collect())
+        Ok(info
+            .attr_ints_opt(name)?
+            .unwrap_or_default()
+            .iter()
+            .map(|&d| d == 1)
+            .collect())
     };
     let (input_reverse, output_reverse) = if batched {
         (directions("directions")?, Vec::new())
     } else {
-        (directions("scan_input_directions")?, directions("scan_output_directions")?)
+        (
+            directions("scan_input_directions")?,
+            directions("scan_output_directions")?,
+        )
     };
     Ok(Box::new(Scan {
         body,
@@ -210,14 +246,21 @@ fn build_scan(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 
 impl Scan {
     /// One scan over unbatched states and inputs; returns final states then scan outputs.
-    fn scan(&self, states: Vec<Value>, scan_inputs: &[Tensor], implicit: &[Value]) -> Result<Vec<Value>, OpError> {
+    fn scan(
+        &self,
+        states: Vec<Value>,
+        scan_inputs: &[Tensor],
+        implicit: &[Value],
+    ) -> Result<Vec<Value>, OpError> {
         let mut axes = Vec::with_capacity(scan_inputs.len());
         let mut length = None;
         for (j, t) in scan_inputs.iter().enumerate() {
             let axis = normalize_axis(self.input_axes.get(j).copied().unwrap_or(0), t.rank())?;
             let len = t.shape()[axis];
             if *length.get_or_insert(len) != len {
-                return Err(OpError::invalid("scan inputs have different lengths along their scan axes"));
+                return Err(OpError::invalid(
+                    "scan inputs have different lengths along their scan axes",
+                ));
             }
             axes.push(axis);
         }
@@ -228,21 +271,32 @@ impl Scan {
         for step in 0..length {
             let mut body_inputs = std::mem::take(&mut states);
             for (j, t) in scan_inputs.iter().enumerate() {
-                let index = if self.input_reverse.get(j).copied().unwrap_or(false) { length - 1 - step } else { step };
+                let index = if self.input_reverse.get(j).copied().unwrap_or(false) {
+                    length - 1 - step
+                } else {
+                    step
+                };
                 body_inputs.push(Value::Tensor(index_along(t, axes[j], index)?));
             }
             let mut outs = self.body.run(body_inputs, implicit)?.into_iter();
             states = outs.by_ref().take(n).collect();
             if states.len() != n {
-                return Err(OpError::invalid("Scan body returned fewer state values than it takes"));
+                return Err(OpError::invalid(
+                    "Scan body returned fewer state values than it takes",
+                ));
             }
             let rest: Vec<Value> = outs.collect();
             if scans.is_empty() {
                 scans = vec![Vec::new(); rest.len()];
             }
             for (k, v) in rest.into_iter().enumerate() {
-                let t = v.into_tensor().ok_or_else(|| OpError::invalid("Scan outputs must be tensors"))?;
-                scans.get_mut(k).ok_or_else(|| OpError::invalid("Scan body output count changed"))?.push(t);
+                let t = v
+                    .into_tensor()
+                    .ok_or_else(|| OpError::invalid("Scan outputs must be tensors"))?;
+                scans
+                    .get_mut(k)
+                    .ok_or_else(|| OpError::invalid("Scan body output count changed"))?
+                    .push(t);
             }
         }
         let mut outputs = states;
@@ -251,7 +305,10 @@ impl Scan {
                 items.reverse();
             }
             let stacked = stack(&items)?;
-            let axis = normalize_axis(self.output_axes.get(k).copied().unwrap_or(0), stacked.rank())?;
+            let axis = normalize_axis(
+                self.output_axes.get(k).copied().unwrap_or(0),
+                stacked.rank(),
+            )?;
             outputs.push(Value::Tensor(move_leading_axis(&stacked, axis)?));
         }
         Ok(outputs)
@@ -267,7 +324,9 @@ impl Kernel for Scan {
                 let lens = lens.to_i64_vec()?;
                 let max = lens.iter().copied().max().unwrap_or(0);
                 if lens.iter().any(|&l| l != max) {
-                    return Err(OpError::unsupported("Scan-8 with sequence_lens that differ across the batch"));
+                    return Err(OpError::unsupported(
+                        "Scan-8 with sequence_lens that differ across the batch",
+                    ));
                 }
             }
         }
@@ -283,27 +342,40 @@ impl Kernel for Scan {
         let split = values.len() - self.num_scan_inputs;
         let scan_inputs: Vec<Tensor> = values[split..]
             .iter()
-            .map(|v| v.as_tensor().cloned().ok_or_else(|| OpError::invalid("scan inputs must be tensors")))
+            .map(|v| {
+                v.as_tensor()
+                    .cloned()
+                    .ok_or_else(|| OpError::invalid("scan inputs must be tensors"))
+            })
             .collect::<Result<_, _>>()?;
         let states: Vec<Value> = values[..split].to_vec();
         if !self.batched {
             return self.scan(states, &scan_inputs, &implicit);
         }
         // Opset 8: run each batch entry separately (scan axis 1 becomes 0), then restack.
-        let batch = scan_inputs.first().map(|t| t.shape().first().copied().unwrap_or(0)).unwrap_or(0);
+        let batch = scan_inputs
+            .first()
+            .map(|t| t.shape().first().copied().unwrap_or(0))
+            .unwrap_or(0);
         let mut per_batch: Vec<Vec<Value>> = Vec::with_capacity(batch);
         for b in 0..batch {
             let states_b = states
                 .iter()
                 .map(|v| Ok(Value::Tensor(index_along(as_tensor(v)?, 0, b)?)))
                 .collect::<Result<Vec<_>, OpError>>()?;
-            let inputs_b = scan_inputs.iter().map(|t| index_along(t, 0, b)).collect::<Result<Vec<_>, _>>()?;
+            let inputs_b = scan_inputs
+                .iter()
+                .map(|t| index_along(t, 0, b))
+                .collect::<Result<Vec<_>, _>>()?;
             per_batch.push(self.scan(states_b, &inputs_b, &implicit)?);
         }
         let outputs = per_batch.first().map_or(0, Vec::len);
         (0..outputs)
             .map(|k| {
-                let items = per_batch.iter().map(|outs| as_tensor(&outs[k]).cloned()).collect::<Result<Vec<_>, _>>()?;
+                let items = per_batch
+                    .iter()
+                    .map(|outs| as_tensor(&outs[k]).cloned())
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(Value::Tensor(stack(&items)?))
             })
             .collect()
@@ -311,7 +383,8 @@ impl Kernel for Scan {
 }
 
 fn as_tensor(v: &Value) -> Result<&Tensor, OpError> {
-    v.as_tensor().ok_or_else(|| OpError::invalid(format!("expected a tensor, got {}", v.describe())))
+    v.as_tensor()
+        .ok_or_else(|| OpError::invalid(format!("expected a tensor, got {}", v.describe())))
 }
 
 fn normalize_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
@@ -320,7 +393,9 @@ fn normalize_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
     if (0..r.max(1)).contains(&a) {
         Ok(a as usize)
     } else {
-        Err(OpError::invalid(format!("axis {axis} is out of range for rank {rank}")))
+        Err(OpError::invalid(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )))
     }
 }
 
@@ -330,7 +405,10 @@ pub(crate) fn stack(items: &[Tensor]) -> Result<Tensor, OpError> {
         // Nothing to stack: an empty float tensor (the body's output type is not known here).
         return Ok(Tensor::zeros(DataType::Float, [0]));
     };
-    if let Some(bad) = items.iter().find(|t| t.shape() != first.shape() || t.dtype() != first.dtype()) {
+    if let Some(bad) = items
+        .iter()
+        .find(|t| t.shape() != first.shape() || t.dtype() != first.dtype())
+    {
         return Err(OpError::invalid(format!(
             "iterations produced different outputs: {}{:?} and {}{:?}",
             first.dtype(),
@@ -350,7 +428,9 @@ pub(crate) fn stack(items: &[Tensor]) -> Result<Tensor, OpError> {
 pub(crate) fn index_along(t: &Tensor, axis: usize, index: usize) -> Result<Tensor, OpError> {
     let shape = t.shape();
     if axis >= shape.len() || index >= shape[axis] {
-        return Err(OpError::invalid(format!("index {index} along axis {axis} is outside {shape:?}")));
+        return Err(OpError::invalid(format!(
+            "index {index} along axis {axis} is outside {shape:?}"
+        )));
     }
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();

@@ -33,10 +33,16 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "Or", &[1, 7], |i| logic(i, Logic::Or));
     reg.add_versions("", "Xor", &[1, 7], |i| logic(i, Logic::Xor));
     reg.add("", "Not", 1, |_| Ok(Box::new(NotKernel)));
-    reg.add_versions("", "Equal", &[1, 7, 11, 13, 19], |i| compare(i, Compare::Equal));
+    reg.add_versions("", "Equal", &[1, 7, 11, 13, 19], |i| {
+        compare(i, Compare::Equal)
+    });
     reg.add_versions("", "Less", &[1, 7, 9, 13], |i| compare(i, Compare::Less));
-    reg.add_versions("", "Greater", &[1, 7, 9, 13], |i| compare(i, Compare::Greater));
-    reg.add_versions("", "LessOrEqual", &[12, 16], |i| compare(i, Compare::LessOrEqual));
+    reg.add_versions("", "Greater", &[1, 7, 9, 13], |i| {
+        compare(i, Compare::Greater)
+    });
+    reg.add_versions("", "LessOrEqual", &[12, 16], |i| {
+        compare(i, Compare::LessOrEqual)
+    });
     reg.add_versions("", "GreaterOrEqual", &[12, 16], |i| {
         compare(i, Compare::GreaterOrEqual)
     });
@@ -46,7 +52,9 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "Mean", &[1, 6, 8, 13], |_| variadic(Variadic::Mean));
     reg.add_versions("", "Where", &[9, 16], |_| Ok(Box::new(WhereKernel)));
     reg.add_versions("", "PRelu", &[1, 6, 7, 9, 16], |i| {
-        Ok(Box::new(PReluKernel { legacy: i.opset < 7 }))
+        Ok(Box::new(PReluKernel {
+            legacy: i.opset < 7,
+        }))
     });
 }
 
@@ -430,7 +438,9 @@ enum Arith {
     Mul,
     Div,
     /// Python-style `%` (`fmod` = 0) or C-style `fmod` (1).
-    Mod { fmod: bool },
+    Mod {
+        fmod: bool,
+    },
 }
 
 /// ONNX Add, Sub, Mul, Div (opsets 1, 6, 7, 13, 14) and Mod (10, 13, 28).
@@ -453,7 +463,12 @@ fn build_mod(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
     let fmod = match info.attr_int("fmod", 0)? {
         0 => false,
         1 => true,
-        other => return Err(OpError::attribute("fmod", format!("must be 0 or 1, got {other}"))),
+        other => {
+            return Err(OpError::attribute(
+                "fmod",
+                format!("must be 0 or 1, got {other}"),
+            ))
+        }
     };
     Ok(Box::new(ArithKernel {
         op: Arith::Mod { fmod },
@@ -465,7 +480,15 @@ impl Kernel for ArithKernel {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let (a, b, b_shape) = operands(&inputs, self.legacy)?;
         same_dtype(a, b)?;
-        let out = with_numeric_type(a.dtype(), ArithRun { op: self.op, a, b, b_shape: &b_shape })??;
+        let out = with_numeric_type(
+            a.dtype(),
+            ArithRun {
+                op: self.op,
+                a,
+                b,
+                b_shape: &b_shape,
+            },
+        )??;
         Ok(vec![out.into()])
     }
 }
@@ -517,7 +540,14 @@ fn build_pow(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 impl Kernel for PowKernel {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let (a, b, b_shape) = operands(&inputs, self.legacy)?;
-        let out = with_numeric_type(a.dtype(), PowRun { a, b, b_shape: &b_shape })??;
+        let out = with_numeric_type(
+            a.dtype(),
+            PowRun {
+                a,
+                b,
+                b_shape: &b_shape,
+            },
+        )??;
         Ok(vec![out.into()])
     }
 }
@@ -594,7 +624,15 @@ impl Kernel for BitwiseKernel {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let (a, b, b_shape) = operands(&inputs, None)?;
         same_dtype(a, b)?;
-        let out = with_integer_type(a.dtype(), BitwiseRun { op: self.op, a, b, b_shape: &b_shape })??;
+        let out = with_integer_type(
+            a.dtype(),
+            BitwiseRun {
+                op: self.op,
+                a,
+                b,
+                b_shape: &b_shape,
+            },
+        )??;
         Ok(vec![out.into()])
     }
 }
@@ -725,7 +763,15 @@ impl Kernel for CompareKernel {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let (a, b, b_shape) = operands(&inputs, self.legacy)?;
         same_dtype(a, b)?;
-        let out = with_ord_type(a.dtype(), CompareRun { op: self.op, a, b, b_shape: &b_shape })??;
+        let out = with_ord_type(
+            a.dtype(),
+            CompareRun {
+                op: self.op,
+                a,
+                b,
+                b_shape: &b_shape,
+            },
+        )??;
         Ok(vec![out.into()])
     }
 }
@@ -780,7 +826,9 @@ impl Kernel for VariadicKernel {
         let tensors = (0..inputs.len())
             .map(|i| inputs.tensor(i))
             .collect::<Result<Vec<_>, _>>()?;
-        let first = tensors.first().ok_or_else(|| OpError::input(0, "is required but missing"))?;
+        let first = tensors
+            .first()
+            .ok_or_else(|| OpError::input(0, "is required but missing"))?;
         for (i, t) in tensors.iter().enumerate().skip(1) {
             if t.dtype() != first.dtype() {
                 return Err(OpError::input(
@@ -789,7 +837,13 @@ impl Kernel for VariadicKernel {
                 ));
             }
         }
-        let out = with_numeric_type(first.dtype(), VariadicRun { op: self.op, tensors: &tensors })??;
+        let out = with_numeric_type(
+            first.dtype(),
+            VariadicRun {
+                op: self.op,
+                tensors: &tensors,
+            },
+        )??;
         Ok(vec![out.into()])
     }
 }
@@ -810,7 +864,8 @@ impl VariadicRun<'_> {
             if is_broadcastable_to(t.shape(), &shape) {
                 binary_assign(&mut acc, &shape, x, t.shape(), &f)?;
             } else {
-                broadcast_shapes(&[&shape, t.shape()]).map_err(|e| OpError::input(i, e.to_string()))?;
+                broadcast_shapes(&[&shape, t.shape()])
+                    .map_err(|e| OpError::input(i, e.to_string()))?;
                 (shape, acc) = binary_map(&acc, &shape, x, t.shape(), &f)?;
             }
         }
@@ -854,7 +909,15 @@ impl Kernel for WhereKernel {
             ));
         }
         let c = inputs.slice::<bool>(0)?;
-        Ok(vec![with_any_type(x.dtype(), WhereRun { cond: (c, cond.shape()), x, y })?.into()])
+        Ok(vec![with_any_type(
+            x.dtype(),
+            WhereRun {
+                cond: (c, cond.shape()),
+                x,
+                y,
+            },
+        )?
+        .into()])
     }
 }
 
@@ -914,7 +977,14 @@ impl Kernel for PReluKernel {
         let (x, slope) = (inputs.tensor(0)?, inputs.tensor(1)?);
         same_dtype(x, slope)?;
         let slope_shape = self.slope_shape(x.shape(), slope.shape())?;
-        let out = with_numeric_type(x.dtype(), PReluRun { x, slope, slope_shape: &slope_shape })??;
+        let out = with_numeric_type(
+            x.dtype(),
+            PReluRun {
+                x,
+                slope,
+                slope_shape: &slope_shape,
+            },
+        )??;
         Ok(vec![out.into()])
     }
 }
@@ -992,27 +1062,61 @@ pub(crate) mod tests {
         let kernel = (def.build)(&info)?;
         let values = inputs.into_iter().map(|t| Some(Value::Tensor(t))).collect();
         let outputs = kernel.run(Inputs::new(values))?;
-        Ok(outputs.into_iter().map(|v| v.into_tensor().expect("a tensor output")).collect())
+        Ok(outputs
+            .into_iter()
+            .map(|v| v.into_tensor().expect("a tensor output"))
+            .collect())
     }
 
     pub(crate) fn t<T: Element>(shape: &[usize], data: Vec<T>) -> Tensor {
         Tensor::from_vec(shape.to_vec(), data).unwrap()
     }
 
-    fn run1(op: &str, opset: i64, attrs: Vec<(&str, AttributeValue)>, inputs: Vec<Tensor>) -> Tensor {
+    fn run1(
+        op: &str,
+        opset: i64,
+        attrs: Vec<(&str, AttributeValue)>,
+        inputs: Vec<Tensor>,
+    ) -> Tensor {
         run_op(op, opset, attrs, inputs).unwrap().remove(0)
     }
 
     #[test]
     fn integer_division_truncates_and_rejects_zero() {
-        let out = run1("Div", 14, vec![], vec![t(&[4], vec![-3i32, 3, -3, 3]), t(&[4], vec![2i32, 2, -2, -2])]);
+        let out = run1(
+            "Div",
+            14,
+            vec![],
+            vec![
+                t(&[4], vec![-3i32, 3, -3, 3]),
+                t(&[4], vec![2i32, 2, -2, -2]),
+            ],
+        );
         assert_eq!(out.as_slice::<i32>().unwrap(), &[-1, 1, 1, -1]);
-        let err = run_op("Div", 14, vec![], vec![t(&[2], vec![1i64, 2]), t(&[2], vec![1i64, 0])]);
+        let err = run_op(
+            "Div",
+            14,
+            vec![],
+            vec![t(&[2], vec![1i64, 2]), t(&[2], vec![1i64, 0])],
+        );
         assert!(err.is_err());
-        let out = run1("Div", 14, vec![], vec![t(&[1], vec![i8::MIN]), t(&[1], vec![-1i8])]);
+        let out = run1(
+            "Div",
+            14,
+            vec![],
+            vec![t(&[1], vec![i8::MIN]), t(&[1], vec![-1i8])],
+        );
         assert_eq!(out.as_slice::<i8>().unwrap(), &[i8::MIN]);
-        let out = run1("Div", 14, vec![], vec![t(&[2], vec![1.0f32, -1.0]), t(&[], vec![0.0f32])]);
-        assert_eq!(out.as_slice::<f32>().unwrap(), &[f32::INFINITY, f32::NEG_INFINITY]);
+        let out = run1(
+            "Div",
+            14,
+            vec![],
+            vec![t(&[2], vec![1.0f32, -1.0]), t(&[], vec![0.0f32])],
+        );
+        assert_eq!(
+            out.as_slice::<f32>().unwrap(),
+            &[f32::INFINITY, f32::NEG_INFINITY]
+        );
     }
 
     #[test]
@@ -1021,11 +1125,19 @@ pub(crate) mod tests {
         let y = t(&[6], vec![2i64, -3, 8, -2, 3, 5]);
         let out = run1("Mod", 13, vec![], vec![x.clone(), y.clone()]);
         assert_eq!(out.as_slice::<i64>().unwrap(), &[0, -2, 5, 0, 2, 3]);
-        let out = run1("Mod", 13, vec![("fmod", AttributeValue::Int(1))], vec![x, y]);
+        let out = run1(
+            "Mod",
+            13,
+            vec![("fmod", AttributeValue::Int(1))],
+            vec![x, y],
+        );
         assert_eq!(out.as_slice::<i64>().unwrap(), &[0, 1, 5, 0, -1, 3]);
         // numpy's float edge cases.
         let inf = f64::INFINITY;
-        let x = t(&[8], vec![0.0f64, -0.0, -3.0, 3.0, inf, 1.0, f64::NAN, -1.0]);
+        let x = t(
+            &[8],
+            vec![0.0f64, -0.0, -3.0, 3.0, inf, 1.0, f64::NAN, -1.0],
+        );
         let y = t(&[8], vec![-2.0f64, 2.0, inf, inf, 2.0, 0.0, 2.0, -inf]);
         let out = run1("Mod", 13, vec![], vec![x, y]);
         let z = out.as_slice::<f64>().unwrap();
@@ -1034,14 +1146,23 @@ pub(crate) mod tests {
         assert_eq!(&z[2..4], &[inf, 3.0]);
         assert!(z[4].is_nan() && z[5].is_nan() && z[6].is_nan());
         assert_eq!(z[7], -1.0);
-        assert!(run_op("Mod", 13, vec![], vec![t(&[1], vec![1u8]), t(&[1], vec![0u8])]).is_err());
+        assert!(run_op(
+            "Mod",
+            13,
+            vec![],
+            vec![t(&[1], vec![1u8]), t(&[1], vec![0u8])]
+        )
+        .is_err());
     }
 
     #[test]
     fn legacy_broadcast_aligns_at_axis() {
         let a = t(&[2, 3, 2], (0..12).map(|v| v as f32).collect());
         let b = t(&[3], vec![100.0f32, 200.0, 300.0]);
-        let attrs = vec![("broadcast", AttributeValue::Int(1)), ("axis", AttributeValue::Int(1))];
+        let attrs = vec![
+            ("broadcast", AttributeValue::Int(1)),
+            ("axis", AttributeValue::Int(1)),
+        ];
         let out = run1("Add", 6, attrs, vec![a.clone(), b.clone()]);
         assert_eq!(out.shape(), &[2, 3, 2]);
         assert_eq!(
@@ -1049,20 +1170,47 @@ pub(crate) mod tests {
             &[100., 101., 202., 203., 304., 305., 106., 107., 208., 209., 310., 311.]
         );
         // Suffix alignment without axis: [3] does not match the trailing [2].
-        assert!(run_op("Add", 6, vec![("broadcast", AttributeValue::Int(1))], vec![a.clone(), b]).is_err());
+        assert!(run_op(
+            "Add",
+            6,
+            vec![("broadcast", AttributeValue::Int(1))],
+            vec![a.clone(), b]
+        )
+        .is_err());
         // Without broadcast=1 the shapes must be equal.
-        assert!(run_op("Add", 1, vec![], vec![a.clone(), t(&[2], vec![1.0f32, 2.0])]).is_err());
+        assert!(run_op(
+            "Add",
+            1,
+            vec![],
+            vec![a.clone(), t(&[2], vec![1.0f32, 2.0])]
+        )
+        .is_err());
         let out = run1("Sub", 1, vec![], vec![a.clone(), a]);
         assert!(out.as_slice::<f32>().unwrap().iter().all(|&v| v == 0.0));
     }
 
     #[test]
     fn pow_with_mixed_types() {
-        let out = run1("Pow", 15, vec![], vec![t(&[3], vec![1i64, 2, 3]), t(&[3], vec![4.0f32, 5.0, 0.5])]);
+        let out = run1(
+            "Pow",
+            15,
+            vec![],
+            vec![t(&[3], vec![1i64, 2, 3]), t(&[3], vec![4.0f32, 5.0, 0.5])],
+        );
         assert_eq!(out.as_slice::<i64>().unwrap(), &[1, 32, 1]);
-        let out = run1("Pow", 15, vec![], vec![t(&[3], vec![1.0f32, 2.0, 3.0]), t(&[], vec![2i64])]);
+        let out = run1(
+            "Pow",
+            15,
+            vec![],
+            vec![t(&[3], vec![1.0f32, 2.0, 3.0]), t(&[], vec![2i64])],
+        );
         assert_eq!(out.as_slice::<f32>().unwrap(), &[1.0, 4.0, 9.0]);
-        let out = run1("Pow", 15, vec![], vec![t(&[2], vec![3i32, 2]), t(&[2], vec![4i32, 31])]);
+        let out = run1(
+            "Pow",
+            15,
+            vec![],
+            vec![t(&[2], vec![3i32, 2]), t(&[2], vec![4i32, 31])],
+        );
         assert_eq!(out.as_slice::<i32>().unwrap(), &[81, i32::MIN]);
     }
 
@@ -1070,29 +1218,79 @@ pub(crate) mod tests {
     fn bit_shifts_saturate_out_of_range_amounts() {
         let right = || vec![("direction", AttributeValue::String(b"RIGHT".to_vec()))];
         let left = || vec![("direction", AttributeValue::String(b"LEFT".to_vec()))];
-        let out = run1("BitShift", 11, right(), vec![t(&[3], vec![16u8, 4, 1]), t(&[3], vec![1u8, 2, 8])]);
+        let out = run1(
+            "BitShift",
+            11,
+            right(),
+            vec![t(&[3], vec![16u8, 4, 1]), t(&[3], vec![1u8, 2, 8])],
+        );
         assert_eq!(out.as_slice::<u8>().unwrap(), &[8, 1, 0]);
-        let out = run1("BitShift", 28, right(), vec![t(&[3], vec![-16i8, -1, 5]), t(&[3], vec![2i8, 9, -1])]);
+        let out = run1(
+            "BitShift",
+            28,
+            right(),
+            vec![t(&[3], vec![-16i8, -1, 5]), t(&[3], vec![2i8, 9, -1])],
+        );
         assert_eq!(out.as_slice::<i8>().unwrap(), &[-4, -1, 0]);
-        let out = run1("BitShift", 28, left(), vec![t(&[3], vec![1i16, 3, 1]), t(&[3], vec![15i16, 1, 16])]);
+        let out = run1(
+            "BitShift",
+            28,
+            left(),
+            vec![t(&[3], vec![1i16, 3, 1]), t(&[3], vec![15i16, 1, 16])],
+        );
         assert_eq!(out.as_slice::<i16>().unwrap(), &[i16::MIN, 6, 0]);
-        assert!(run_op("BitShift", 11, vec![], vec![t(&[1], vec![1u8]), t(&[1], vec![1u8])]).is_err());
+        assert!(run_op(
+            "BitShift",
+            11,
+            vec![],
+            vec![t(&[1], vec![1u8]), t(&[1], vec![1u8])]
+        )
+        .is_err());
     }
 
     #[test]
     fn comparisons_on_strings_and_nan() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let out = run1("Equal", 19, vec![], vec![t(&[2, 2], s(&["a", "b", "c", "a"])), t(&[2], s(&["a", "b"]))]);
+        let out = run1(
+            "Equal",
+            19,
+            vec![],
+            vec![
+                t(&[2, 2], s(&["a", "b", "c", "a"])),
+                t(&[2], s(&["a", "b"])),
+            ],
+        );
         assert_eq!(out.as_slice::<bool>().unwrap(), &[true, true, false, false]);
-        let out = run1("Less", 13, vec![], vec![t(&[3], vec![1.0f32, f32::NAN, 3.0]), t(&[], vec![2.0f32])]);
+        let out = run1(
+            "Less",
+            13,
+            vec![],
+            vec![t(&[3], vec![1.0f32, f32::NAN, 3.0]), t(&[], vec![2.0f32])],
+        );
         assert_eq!(out.as_slice::<bool>().unwrap(), &[true, false, false]);
-        let out = run1("GreaterOrEqual", 16, vec![], vec![t(&[2], vec![f16::from_f32(2.0), f16::ONE]), t(&[1], vec![f16::from_f32(1.5)])]);
+        let out = run1(
+            "GreaterOrEqual",
+            16,
+            vec![],
+            vec![
+                t(&[2], vec![f16::from_f32(2.0), f16::ONE]),
+                t(&[1], vec![f16::from_f32(1.5)]),
+            ],
+        );
         assert_eq!(out.as_slice::<bool>().unwrap(), &[true, false]);
     }
 
     #[test]
     fn logic_and_not() {
-        let out = run1("Xor", 7, vec![], vec![t(&[2, 2], vec![true, false, true, false]), t(&[2, 1], vec![true, false])]);
+        let out = run1(
+            "Xor",
+            7,
+            vec![],
+            vec![
+                t(&[2, 2], vec![true, false, true, false]),
+                t(&[2, 1], vec![true, false]),
+            ],
+        );
         assert_eq!(out.as_slice::<bool>().unwrap(), &[false, true, true, false]);
         let out = run1("Not", 1, vec![], vec![t(&[2], vec![true, false])]);
         assert_eq!(out.as_slice::<bool>().unwrap(), &[false, true]);
@@ -1102,46 +1300,125 @@ pub(crate) mod tests {
 
     #[test]
     fn variadic_ops_broadcast_and_propagate_nan() {
-        let out = run1("Sum", 13, vec![], vec![t(&[3], vec![1.0f32, 2.0, 3.0]), t(&[2, 1], vec![10.0f32, 20.0]), t(&[], vec![100.0f32])]);
+        let out = run1(
+            "Sum",
+            13,
+            vec![],
+            vec![
+                t(&[3], vec![1.0f32, 2.0, 3.0]),
+                t(&[2, 1], vec![10.0f32, 20.0]),
+                t(&[], vec![100.0f32]),
+            ],
+        );
         assert_eq!(out.shape(), &[2, 3]);
-        assert_eq!(out.as_slice::<f32>().unwrap(), &[111., 112., 113., 121., 122., 123.]);
-        let out = run1("Mean", 13, vec![], vec![t(&[2], vec![1.0f64, 2.0]), t(&[2], vec![3.0f64, 6.0])]);
+        assert_eq!(
+            out.as_slice::<f32>().unwrap(),
+            &[111., 112., 113., 121., 122., 123.]
+        );
+        let out = run1(
+            "Mean",
+            13,
+            vec![],
+            vec![t(&[2], vec![1.0f64, 2.0]), t(&[2], vec![3.0f64, 6.0])],
+        );
         assert_eq!(out.as_slice::<f64>().unwrap(), &[2.0, 4.0]);
-        let out = run1("Max", 13, vec![], vec![t(&[2], vec![1.0f32, f32::NAN]), t(&[2], vec![3.0f32, 0.0])]);
+        let out = run1(
+            "Max",
+            13,
+            vec![],
+            vec![t(&[2], vec![1.0f32, f32::NAN]), t(&[2], vec![3.0f32, 0.0])],
+        );
         let v = out.as_slice::<f32>().unwrap();
         assert!(v[0] == 3.0 && v[1].is_nan());
         let out = run1("Min", 13, vec![], vec![t(&[3], vec![5i8, -2, 7])]);
         assert_eq!(out.as_slice::<i8>().unwrap(), &[5, -2, 7]);
-        assert!(run_op("Sum", 13, vec![], vec![t(&[2], vec![1.0f32, 2.0]), t(&[3], vec![1.0f32; 3])]).is_err());
+        assert!(run_op(
+            "Sum",
+            13,
+            vec![],
+            vec![t(&[2], vec![1.0f32, 2.0]), t(&[3], vec![1.0f32; 3])]
+        )
+        .is_err());
     }
 
     #[test]
     fn where_broadcasts_any_type() {
-        let out = run1("Where", 16, vec![], vec![t(&[2, 1], vec![true, false]), t(&[2], vec![1i64, 2]), t(&[], vec![9i64])]);
+        let out = run1(
+            "Where",
+            16,
+            vec![],
+            vec![
+                t(&[2, 1], vec![true, false]),
+                t(&[2], vec![1i64, 2]),
+                t(&[], vec![9i64]),
+            ],
+        );
         assert_eq!(out.as_slice::<i64>().unwrap(), &[1, 2, 9, 9]);
         let s = |v: &str| v.to_string();
-        let out = run1("Where", 16, vec![], vec![t(&[2], vec![false, true]), t(&[2], vec![s("a"), s("b")]), t(&[2], vec![s("x"), s("y")])]);
+        let out = run1(
+            "Where",
+            16,
+            vec![],
+            vec![
+                t(&[2], vec![false, true]),
+                t(&[2], vec![s("a"), s("b")]),
+                t(&[2], vec![s("x"), s("y")]),
+            ],
+        );
         assert_eq!(out.as_slice::<String>().unwrap(), &[s("x"), s("b")]);
     }
 
     #[test]
     fn prelu_slopes() {
         let x = t(&[1, 2, 2], vec![-1.0f32, 2.0, -3.0, 4.0]);
-        let out = run1("PRelu", 16, vec![], vec![x.clone(), t(&[2, 1], vec![0.5f32, 0.1])]);
+        let out = run1(
+            "PRelu",
+            16,
+            vec![],
+            vec![x.clone(), t(&[2, 1], vec![0.5f32, 0.1])],
+        );
         assert_eq!(out.as_slice::<f32>().unwrap(), &[-0.5, 2.0, -0.3, 4.0]);
         // opset 6: a 1-D slope is per channel (dimension 1)
-        let out = run1("PRelu", 6, vec![], vec![x.clone(), t(&[2], vec![0.5f32, 0.1])]);
+        let out = run1(
+            "PRelu",
+            6,
+            vec![],
+            vec![x.clone(), t(&[2], vec![0.5f32, 0.1])],
+        );
         assert_eq!(out.as_slice::<f32>().unwrap(), &[-0.5, 2.0, -0.3, 4.0]);
         // opset 9: the same slope aligns with the last dimension instead
-        let out = run1("PRelu", 9, vec![], vec![x.clone(), t(&[2], vec![0.5f32, 0.1])]);
+        let out = run1(
+            "PRelu",
+            9,
+            vec![],
+            vec![x.clone(), t(&[2], vec![0.5f32, 0.1])],
+        );
         assert_eq!(out.as_slice::<f32>().unwrap(), &[-0.5, 2.0, -1.5, 4.0]);
         assert!(run_op("PRelu", 9, vec![], vec![x, t(&[3], vec![0.5f32; 3])]).is_err());
     }
 
     #[test]
     fn mismatched_types_are_errors() {
-        assert!(run_op("Add", 14, vec![], vec![t(&[1], vec![1.0f32]), t(&[1], vec![1.0f64])]).is_err());
-        assert!(run_op("Add", 14, vec![], vec![t(&[1], vec![true]), t(&[1], vec![true])]).is_err());
-        assert!(run_op("Add", 14, vec![], vec![t(&[2], vec![1.0f32, 2.0]), t(&[3], vec![1.0f32; 3])]).is_err());
+        assert!(run_op(
+            "Add",
+            14,
+            vec![],
+            vec![t(&[1], vec![1.0f32]), t(&[1], vec![1.0f64])]
+        )
+        .is_err());
+        assert!(run_op(
+            "Add",
+            14,
+            vec![],
+            vec![t(&[1], vec![true]), t(&[1], vec![true])]
+        )
+        .is_err());
+        assert!(run_op(
+            "Add",
+            14,
+            vec![],
+            vec![t(&[2], vec![1.0f32, 2.0]), t(&[3], vec![1.0f32; 3])]
+        )
+        .is_err());
     }
 }

@@ -20,14 +20,21 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add("", "ConcatFromSequence", 11, build_concat);
     reg.add("", "SequenceMap", 17, build_map);
     reg.add_versions("", "Optional", &[15, 28], build_optional);
-    reg.add_versions("", "OptionalHasElement", &[15, 18, 28], |_| Ok(Box::new(HasElement)));
-    reg.add_versions("", "OptionalGetElement", &[15, 18, 28], |_| Ok(Box::new(GetElement)));
+    reg.add_versions("", "OptionalHasElement", &[15, 18, 28], |_| {
+        Ok(Box::new(HasElement))
+    });
+    reg.add_versions("", "OptionalGetElement", &[15, 18, 28], |_| {
+        Ok(Box::new(GetElement))
+    });
 }
 
 fn items_of(v: &Value, index: usize) -> Result<(&ValueType, &[Value]), OpError> {
     match v {
         Value::Sequence { elem_type, items } => Ok((elem_type, items)),
-        other => Err(OpError::input(index, format!("expected a sequence, got {}", other.describe()))),
+        other => Err(OpError::input(
+            index,
+            format!("expected a sequence, got {}", other.describe()),
+        )),
     }
 }
 
@@ -38,12 +45,17 @@ fn tensor_type(dtype: DataType) -> ValueType {
 /// A position input (int32 or int64 scalar), negative counting from the end; `len_ok` allows
 /// the one-past-the-end position (SequenceInsert).
 fn position(t: &Tensor, len: usize, len_ok: bool) -> Result<usize, OpError> {
-    let p = *t.to_i64_vec()?.first().ok_or_else(|| OpError::invalid("position is empty"))?;
+    let p = *t
+        .to_i64_vec()?
+        .first()
+        .ok_or_else(|| OpError::invalid("position is empty"))?;
     let n = len as i64;
     let resolved = if p < 0 { p + n } else { p };
     let max = if len_ok { n } else { n - 1 };
     if resolved < 0 || resolved > max {
-        return Err(OpError::invalid(format!("position {p} is out of range for a sequence of {len}")));
+        return Err(OpError::invalid(format!(
+            "position {p} is out of range for a sequence of {len}"
+        )));
     }
     Ok(resolved as usize)
 }
@@ -52,7 +64,8 @@ struct Empty(DataType);
 
 fn build_empty(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
     let code = info.attr_int("dtype", DataType::Float as i64)?;
-    let dtype = DataType::from_onnx(code as i32).ok_or_else(|| OpError::attribute("dtype", format!("unknown type {code}")))?;
+    let dtype = DataType::from_onnx(code as i32)
+        .ok_or_else(|| OpError::attribute("dtype", format!("unknown type {code}")))?;
     Ok(Box::new(Empty(dtype)))
 }
 
@@ -74,11 +87,15 @@ impl Kernel for Construct {
         for i in 0..inputs.len() {
             let t = inputs.tensor(i)?;
             if *dtype.get_or_insert(t.dtype()) != t.dtype() {
-                return Err(OpError::input(i, "all elements of a sequence must have one element type"));
+                return Err(OpError::input(
+                    i,
+                    "all elements of a sequence must have one element type",
+                ));
             }
             items.push(Value::Tensor(t.clone()));
         }
-        let dtype = dtype.ok_or_else(|| OpError::invalid("SequenceConstruct needs at least one input"))?;
+        let dtype =
+            dtype.ok_or_else(|| OpError::invalid("SequenceConstruct needs at least one input"))?;
         Ok(vec![Value::Sequence {
             elem_type: tensor_type(dtype),
             items,
@@ -101,14 +118,24 @@ struct Insert;
 impl Kernel for Insert {
     fn run(&self, mut inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let value = inputs.tensor(1)?.clone();
-        let seq = inputs.take_value(0).ok_or_else(|| OpError::input(0, "is required but missing"))?;
+        let seq = inputs
+            .take_value(0)
+            .ok_or_else(|| OpError::input(0, "is required but missing"))?;
         let (elem_type, mut items) = match seq {
             Value::Sequence { elem_type, items } => (elem_type, items),
-            other => return Err(OpError::input(0, format!("expected a sequence, got {}", other.describe()))),
+            other => {
+                return Err(OpError::input(
+                    0,
+                    format!("expected a sequence, got {}", other.describe()),
+                ))
+            }
         };
         if let ValueType::Tensor(tt) = &elem_type {
             if tt.dtype != value.dtype() {
-                return Err(OpError::input(1, format!("a sequence of {} cannot take a {}", tt.dtype, value.dtype())));
+                return Err(OpError::input(
+                    1,
+                    format!("a sequence of {} cannot take a {}", tt.dtype, value.dtype()),
+                ));
             }
         }
         let p = match inputs.opt_tensor(2)? {
@@ -125,10 +152,17 @@ struct Erase;
 impl Kernel for Erase {
     fn run(&self, mut inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let pos = inputs.opt_tensor(1)?.cloned();
-        let seq = inputs.take_value(0).ok_or_else(|| OpError::input(0, "is required but missing"))?;
+        let seq = inputs
+            .take_value(0)
+            .ok_or_else(|| OpError::input(0, "is required but missing"))?;
         let (elem_type, mut items) = match seq {
             Value::Sequence { elem_type, items } => (elem_type, items),
-            other => return Err(OpError::input(0, format!("expected a sequence, got {}", other.describe()))),
+            other => {
+                return Err(OpError::input(
+                    0,
+                    format!("expected a sequence, got {}", other.describe()),
+                ))
+            }
         };
         if items.is_empty() {
             return Err(OpError::input(0, "cannot erase from an empty sequence"));
@@ -181,10 +215,16 @@ impl Kernel for SplitToSequence {
                     if chunk == 0 {
                         return Err(OpError::input(1, "split must be positive"));
                     }
-                    (0..dim).step_by(chunk).map(|start| chunk.min(dim - start)).collect()
+                    (0..dim)
+                        .step_by(chunk)
+                        .map(|start| chunk.min(dim - start))
+                        .collect()
                 } else {
                     if v.iter().sum::<i64>() != dim as i64 {
-                        return Err(OpError::input(1, format!("split lengths {v:?} do not add up to {dim}")));
+                        return Err(OpError::input(
+                            1,
+                            format!("split lengths {v:?} do not add up to {dim}"),
+                        ));
                     }
                     v.iter().map(|&x| x as usize).collect()
                 }
@@ -216,7 +256,9 @@ struct ConcatFromSequence {
 
 fn build_concat(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
     Ok(Box::new(ConcatFromSequence {
-        axis: info.attr_int_opt("axis")?.ok_or_else(|| OpError::attribute("axis", "is required"))?,
+        axis: info
+            .attr_int_opt("axis")?
+            .ok_or_else(|| OpError::attribute("axis", "is required"))?,
         new_axis: info.attr_int("new_axis", 0)? != 0,
     }))
 }
@@ -226,9 +268,14 @@ impl Kernel for ConcatFromSequence {
         let (_, items) = items_of(inputs.value(0)?, 0)?;
         let tensors: Vec<&Tensor> = items
             .iter()
-            .map(|v| v.as_tensor().ok_or_else(|| OpError::input(0, "sequence elements must be tensors")))
+            .map(|v| {
+                v.as_tensor()
+                    .ok_or_else(|| OpError::input(0, "sequence elements must be tensors"))
+            })
             .collect::<Result<_, _>>()?;
-        let first = tensors.first().ok_or_else(|| OpError::input(0, "cannot concatenate an empty sequence"))?;
+        let first = tensors
+            .first()
+            .ok_or_else(|| OpError::input(0, "cannot concatenate an empty sequence"))?;
         let rank = first.rank() + usize::from(self.new_axis);
         let axis = normalize_axis(self.axis, rank)?;
         let parts: Vec<Tensor> = if self.new_axis {
@@ -268,8 +315,16 @@ fn build_map(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 impl Kernel for SequenceMap {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let mut values = inputs.into_values();
-        let implicit: Vec<Value> = values.split_off(self.declared.min(values.len())).into_iter().flatten().collect();
-        let captured: Vec<Value> = self.positions.iter().map(|&p| implicit[p].clone()).collect();
+        let implicit: Vec<Value> = values
+            .split_off(self.declared.min(values.len()))
+            .into_iter()
+            .flatten()
+            .collect();
+        let captured: Vec<Value> = self
+            .positions
+            .iter()
+            .map(|&p| implicit[p].clone())
+            .collect();
         let values: Vec<Value> = values
             .into_iter()
             .enumerate()
@@ -283,10 +338,12 @@ impl Kernel for SequenceMap {
                 .iter()
                 .enumerate()
                 .map(|(k, v)| match v {
-                    Value::Sequence { items, .. } => items
-                        .get(i)
-                        .cloned()
-                        .ok_or_else(|| OpError::input(k, format!("has {} elements, the first sequence {len}", items.len()))),
+                    Value::Sequence { items, .. } => items.get(i).cloned().ok_or_else(|| {
+                        OpError::input(
+                            k,
+                            format!("has {} elements, the first sequence {len}", items.len()),
+                        )
+                    }),
                     other => Ok(other.clone()),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -299,7 +356,9 @@ impl Kernel for SequenceMap {
             }
         }
         if outputs.is_empty() {
-            return Err(OpError::unsupported("SequenceMap over empty sequences (the output element types are unknown)"));
+            return Err(OpError::unsupported(
+                "SequenceMap over empty sequences (the output element types are unknown)",
+            ));
         }
         Ok(outputs
             .into_iter()
@@ -319,7 +378,12 @@ struct Optional(ValueType);
 fn build_optional(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
     let ty = match info.attr_value("type") {
         Some(runnx_ir::AttributeValue::Type(t)) => t.clone(),
-        Some(other) => return Err(OpError::attribute("type", format!("expected type_proto, got {}", other.kind()))),
+        Some(other) => {
+            return Err(OpError::attribute(
+                "type",
+                format!("expected type_proto, got {}", other.kind()),
+            ))
+        }
         None => ValueType::Unknown,
     };
     Ok(Box::new(Optional(ty)))
@@ -357,9 +421,10 @@ impl Kernel for GetElement {
     fn run(&self, mut inputs: Inputs) -> Result<Vec<Value>, OpError> {
         match inputs.take_value(0) {
             Some(Value::Optional { value: Some(v), .. }) => Ok(vec![*v]),
-            Some(Value::Optional { value: None, .. }) | None => {
-                Err(OpError::input(0, "the optional is empty (check it with OptionalHasElement first)"))
-            }
+            Some(Value::Optional { value: None, .. }) | None => Err(OpError::input(
+                0,
+                "the optional is empty (check it with OptionalHasElement first)",
+            )),
             Some(other) => Ok(vec![other]),
         }
     }
@@ -371,7 +436,9 @@ fn normalize_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
     if (0..r).contains(&a) {
         Ok(a as usize)
     } else {
-        Err(OpError::invalid(format!("axis {axis} is out of range for rank {rank}")))
+        Err(OpError::invalid(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )))
     }
 }
 
@@ -396,7 +463,11 @@ fn concat(parts: &[Tensor], axis: usize) -> Result<Tensor, OpError> {
     for p in parts {
         let same = p.rank() == first.rank()
             && p.dtype() == first.dtype()
-            && p.shape().iter().zip(first.shape()).enumerate().all(|(d, (a, b))| d == axis || a == b);
+            && p.shape()
+                .iter()
+                .zip(first.shape())
+                .enumerate()
+                .all(|(d, (a, b))| d == axis || a == b);
         if !same {
             return Err(OpError::invalid(format!(
                 "cannot concatenate {}{:?} with {}{:?} along axis {axis}",

@@ -139,7 +139,11 @@ fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
                 let shifted = *v - max;
                 let e = shifted.exp();
                 sum = sum + e;
-                *v = if kind == Normalizer::Softmax { e } else { shifted };
+                *v = if kind == Normalizer::Softmax {
+                    e
+                } else {
+                    shifted
+                };
             }
             if kind == Normalizer::Softmax {
                 let scale = R::one() / sum;

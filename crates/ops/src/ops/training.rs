@@ -13,8 +13,8 @@
 use runnx_ir::{DataType, Tensor, Value};
 
 use super::norm::Real;
-use super::shape::int_scalar_input;
 use super::shape::dispatch::to_f64_vec;
+use super::shape::int_scalar_input;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
 const TRAINING: &str = "ai.onnx.preview.training";
@@ -304,8 +304,14 @@ mod tests {
             nesterov: false,
         };
         let mut v = [1.0];
-        assert_eq!(rule.update(0.5, 0, 2.0, 3.0, &mut v), 2.0 - 0.5 * (0.9 + 3.0));
+        assert_eq!(
+            rule.update(0.5, 0, 2.0, 3.0, &mut v),
+            2.0 - 0.5 * (0.9 + 3.0)
+        );
         let mut v = [1.0];
-        assert_eq!(rule.update(0.5, 1, 2.0, 3.0, &mut v), 2.0 - 0.5 * (0.9 * 1.0 + 0.1 * 3.0));
+        assert_eq!(
+            rule.update(0.5, 1, 2.0, 3.0, &mut v),
+            2.0 - 0.5 * (0.9 * 1.0 + 0.1 * 3.0)
+        );
     }
 }

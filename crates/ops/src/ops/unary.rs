@@ -50,7 +50,9 @@ pub(crate) fn register(reg: &mut Registry) {
     }
     reg.add("", "Gelu", 20, build_gelu);
     reg.add_versions("", "LeakyRelu", &[1, 6, 16], |i| {
-        float(F::LeakyRelu { alpha: i.attr_float("alpha", 0.01)? })
+        float(F::LeakyRelu {
+            alpha: i.attr_float("alpha", 0.01)?,
+        })
     });
     reg.add_versions("", "HardSigmoid", &[1, 6, 22], |i| {
         float(F::HardSigmoid {
@@ -59,7 +61,9 @@ pub(crate) fn register(reg: &mut Registry) {
         })
     });
     reg.add_versions("", "Elu", &[1, 6, 22], |i| {
-        float(F::Elu { alpha: i.attr_float("alpha", 1.0)? })
+        float(F::Elu {
+            alpha: i.attr_float("alpha", 1.0)?,
+        })
     });
     reg.add_versions("", "Selu", &[1, 6, 22], |i| {
         float(F::Selu {
@@ -69,7 +73,9 @@ pub(crate) fn register(reg: &mut Registry) {
     });
     reg.add_versions("", "Celu", &[12, 28], build_celu);
     reg.add_versions("", "ThresholdedRelu", &[10, 22], |i| {
-        float(F::ThresholdedRelu { alpha: i.attr_float("alpha", 1.0)? })
+        float(F::ThresholdedRelu {
+            alpha: i.attr_float("alpha", 1.0)?,
+        })
     });
     reg.add_versions("", "Abs", &[1, 6, 13], |_| numeric(NumericOp::Abs));
     reg.add_versions("", "Neg", &[1, 6, 13], |_| numeric(NumericOp::Neg));
@@ -152,12 +158,26 @@ enum FloatOp {
     Gelu,
     /// `0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`.
     GeluTanh,
-    LeakyRelu { alpha: f32 },
-    HardSigmoid { alpha: f32, beta: f32 },
-    Elu { alpha: f32 },
-    Selu { alpha: f32, gamma: f32 },
-    Celu { alpha: f32 },
-    ThresholdedRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    Elu {
+        alpha: f32,
+    },
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
+    Celu {
+        alpha: f32,
+    },
+    ThresholdedRelu {
+        alpha: f32,
+    },
 }
 
 /// `x[i] = f(x[i])`; inlined into each op's arm so every op gets its own loop.
@@ -257,7 +277,9 @@ impl FloatOp {
             }
             FloatOp::Celu { alpha } => {
                 let alpha = T::of(alpha);
-                map(xs, |x| x.max(zero) + (alpha * (x / alpha).exp_m1()).min(zero))
+                map(xs, |x| {
+                    x.max(zero) + (alpha * (x / alpha).exp_m1()).min(zero)
+                })
             }
             FloatOp::ThresholdedRelu { alpha } => {
                 let alpha = T::of(alpha);
@@ -434,9 +456,10 @@ impl Kernel for ClipKernel {
     fn run(&self, mut inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let bound = |inputs: &Inputs, i: usize| -> Result<Option<Tensor>, OpError> {
             match inputs.opt_tensor(i)? {
-                Some(t) if t.len() != 1 => {
-                    Err(OpError::input(i, format!("must be a scalar, got shape {:?}", t.shape())))
-                }
+                Some(t) if t.len() != 1 => Err(OpError::input(
+                    i,
+                    format!("must be a scalar, got shape {:?}", t.shape()),
+                )),
                 other => Ok(other.cloned()),
             }
         };
@@ -465,9 +488,13 @@ impl Bound {
     fn value<T: Numeric>(&self, index: usize) -> Result<T, OpError> {
         match self {
             Bound::Attr(v) => Ok(T::from_f64(*v)),
-            Bound::Input(t) => t.as_slice::<T>().ok().and_then(|s| s.first().copied()).ok_or_else(|| {
-                OpError::input(index, format!("expected {}, got {}", T::DTYPE, t.dtype()))
-            }),
+            Bound::Input(t) => t
+                .as_slice::<T>()
+                .ok()
+                .and_then(|s| s.first().copied())
+                .ok_or_else(|| {
+                    OpError::input(index, format!("expected {}, got {}", T::DTYPE, t.dtype()))
+                }),
         }
     }
 }
@@ -636,7 +663,12 @@ mod tests {
     use super::*;
     use crate::ops::elementwise::tests::{run_op, t};
 
-    fn run1(op: &str, opset: i64, attrs: Vec<(&str, AttributeValue)>, inputs: Vec<Tensor>) -> Tensor {
+    fn run1(
+        op: &str,
+        opset: i64,
+        attrs: Vec<(&str, AttributeValue)>,
+        inputs: Vec<Tensor>,
+    ) -> Tensor {
         run_op(op, opset, attrs, inputs).unwrap().remove(0)
     }
 
@@ -645,13 +677,19 @@ mod tests {
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
     }
 
     #[test]
     fn round_is_half_to_even() {
         let x = t(&[7], vec![0.9f32, 2.5, 2.3, 1.5, -4.5, -0.5, 0.5]);
-        assert_eq!(f32s(&run1("Round", 11, vec![], vec![x])), vec![1.0, 2.0, 2.0, 2.0, -4.0, -0.0, 0.0]);
+        assert_eq!(
+            f32s(&run1("Round", 11, vec![], vec![x])),
+            vec![1.0, 2.0, 2.0, 2.0, -4.0, -0.0, 0.0]
+        );
     }
 
     #[test]
@@ -666,7 +704,10 @@ mod tests {
         ];
         for (x, want) in cases {
             let got = Real::erf(x as f32) as f64;
-            assert!(((got - want) / want).abs() < 2e-7, "erf({x}) = {got}, want {want}");
+            assert!(
+                ((got - want) / want).abs() < 2e-7,
+                "erf({x}) = {got}, want {want}"
+            );
             assert!(((Real::erf(x) - want) / want).abs() < 1e-15);
         }
     }
@@ -674,48 +715,132 @@ mod tests {
     #[test]
     fn activations_by_hand() {
         let x = || t(&[4], vec![-2.0f32, -0.5, 0.0, 3.0]);
-        let y = f32s(&run1("LeakyRelu", 16, vec![("alpha", AttributeValue::Float(0.1))], vec![x()]));
+        let y = f32s(&run1(
+            "LeakyRelu",
+            16,
+            vec![("alpha", AttributeValue::Float(0.1))],
+            vec![x()],
+        ));
         assert_eq!(y, vec![-0.2, -0.05, 0.0, 3.0]);
         let y = f32s(&run1("HardSigmoid", 6, vec![], vec![x()]));
         assert!(close(&y, &[0.1, 0.4, 0.5, 1.0], 1e-6));
         let y = f32s(&run1("HardSwish", 14, vec![], vec![x()]));
-        assert!(close(&y, &[-2.0 * (1.0 / 6.0), -0.5 * (5.0 / 12.0), 0.0, 3.0], 1e-6));
-        let y = f32s(&run1("ThresholdedRelu", 10, vec![("alpha", AttributeValue::Float(0.0))], vec![x()]));
+        assert!(close(
+            &y,
+            &[-2.0 * (1.0 / 6.0), -0.5 * (5.0 / 12.0), 0.0, 3.0],
+            1e-6
+        ));
+        let y = f32s(&run1(
+            "ThresholdedRelu",
+            10,
+            vec![("alpha", AttributeValue::Float(0.0))],
+            vec![x()],
+        ));
         assert_eq!(y, vec![0.0, 0.0, 0.0, 3.0]);
-        let y = f32s(&run1("Sigmoid", 13, vec![], vec![t(&[3], vec![-100.0f32, 0.0, 100.0])]));
+        let y = f32s(&run1(
+            "Sigmoid",
+            13,
+            vec![],
+            vec![t(&[3], vec![-100.0f32, 0.0, 100.0])],
+        ));
         assert!(close(&y, &[0.0, 0.5, 1.0], 1e-7));
-        let y = f32s(&run1("Softplus", 1, vec![], vec![t(&[3], vec![-100.0f32, 0.0, 100.0])]));
+        let y = f32s(&run1(
+            "Softplus",
+            1,
+            vec![],
+            vec![t(&[3], vec![-100.0f32, 0.0, 100.0])],
+        ));
         assert!(close(&y, &[0.0, std::f32::consts::LN_2, 100.0], 1e-7));
-        let y = f32s(&run1("Celu", 12, vec![("alpha", AttributeValue::Float(2.0))], vec![x()]));
-        assert!(close(&y, &[2.0 * ((-1.0f32).exp() - 1.0), 2.0 * ((-0.25f32).exp() - 1.0), 0.0, 3.0], 1e-6));
+        let y = f32s(&run1(
+            "Celu",
+            12,
+            vec![("alpha", AttributeValue::Float(2.0))],
+            vec![x()],
+        ));
+        assert!(close(
+            &y,
+            &[
+                2.0 * ((-1.0f32).exp() - 1.0),
+                2.0 * ((-0.25f32).exp() - 1.0),
+                0.0,
+                3.0
+            ],
+            1e-6
+        ));
         let y = f32s(&run1("Gelu", 20, vec![], vec![t(&[2], vec![1.0f32, -1.0])]));
         assert!(close(&y, &[0.841_344_75, -0.158_655_25], 1e-6));
         let tanh = vec![("approximate", AttributeValue::String(b"tanh".to_vec()))];
         let y = f32s(&run1("Gelu", 20, tanh, vec![t(&[1], vec![1.0f32])]));
         assert!(close(&y, &[0.841_192], 1e-5));
-        assert!(run_op("Gelu", 20, vec![("approximate", AttributeValue::String(b"x".to_vec()))], vec![x()]).is_err());
+        assert!(run_op(
+            "Gelu",
+            20,
+            vec![("approximate", AttributeValue::String(b"x".to_vec()))],
+            vec![x()]
+        )
+        .is_err());
     }
 
     #[test]
     fn half_types_round_through_f32() {
-        let x = t(&[3], vec![f16::from_f32(0.0), f16::from_f32(1.0), f16::from_f32(-1.0)]);
+        let x = t(
+            &[3],
+            vec![f16::from_f32(0.0), f16::from_f32(1.0), f16::from_f32(-1.0)],
+        );
         let y = run1("Exp", 13, vec![], vec![x]);
-        let v: Vec<f32> = y.as_slice::<f16>().unwrap().iter().map(|v| v.to_f32()).collect();
-        assert_eq!(v, vec![1.0, f16::from_f32(std::f32::consts::E).to_f32(), f16::from_f32((-1.0f32).exp()).to_f32()]);
+        let v: Vec<f32> = y
+            .as_slice::<f16>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_f32())
+            .collect();
+        assert_eq!(
+            v,
+            vec![
+                1.0,
+                f16::from_f32(std::f32::consts::E).to_f32(),
+                f16::from_f32((-1.0f32).exp()).to_f32()
+            ]
+        );
         // Large enough to take the parallel path.
         let x = t(&[100_000], vec![bf16::from_f32(4.0); 100_000]);
         let y = run1("Sqrt", 13, vec![], vec![x]);
-        assert!(y.as_slice::<bf16>().unwrap().iter().all(|v| v.to_f32() == 2.0));
+        assert!(y
+            .as_slice::<bf16>()
+            .unwrap()
+            .iter()
+            .all(|v| v.to_f32() == 2.0));
     }
 
     #[test]
     fn numeric_ops_on_integers() {
         let x = || t(&[4], vec![-128i8, -3, 0, 5]);
-        assert_eq!(run1("Abs", 13, vec![], vec![x()]).as_slice::<i8>().unwrap(), &[-128, 3, 0, 5]);
-        assert_eq!(run1("Neg", 13, vec![], vec![x()]).as_slice::<i8>().unwrap(), &[-128, 3, 0, -5]);
-        assert_eq!(run1("Sign", 13, vec![], vec![x()]).as_slice::<i8>().unwrap(), &[-1, -1, 0, 1]);
-        assert_eq!(run1("Relu", 14, vec![], vec![x()]).as_slice::<i8>().unwrap(), &[0, 0, 0, 5]);
-        let y = f32s(&run1("Sign", 13, vec![], vec![t(&[3], vec![-2.0f32, 0.0, f32::NAN])]));
+        assert_eq!(
+            run1("Abs", 13, vec![], vec![x()]).as_slice::<i8>().unwrap(),
+            &[-128, 3, 0, 5]
+        );
+        assert_eq!(
+            run1("Neg", 13, vec![], vec![x()]).as_slice::<i8>().unwrap(),
+            &[-128, 3, 0, -5]
+        );
+        assert_eq!(
+            run1("Sign", 13, vec![], vec![x()])
+                .as_slice::<i8>()
+                .unwrap(),
+            &[-1, -1, 0, 1]
+        );
+        assert_eq!(
+            run1("Relu", 14, vec![], vec![x()])
+                .as_slice::<i8>()
+                .unwrap(),
+            &[0, 0, 0, 5]
+        );
+        let y = f32s(&run1(
+            "Sign",
+            13,
+            vec![],
+            vec![t(&[3], vec![-2.0f32, 0.0, f32::NAN])],
+        ));
         assert!(y[0] == -1.0 && y[1] == 0.0 && y[2].is_nan());
         // Erf-9 on integers goes through f64.
         let y = run1("Erf", 9, vec![], vec![t(&[2], vec![0i32, 10])]);
@@ -725,7 +850,10 @@ mod tests {
     #[test]
     fn clip_versions() {
         let x = || t(&[5], vec![-3.0f32, -1.0, 0.5, 2.0, f32::NAN]);
-        let attrs = vec![("min", AttributeValue::Float(-1.5)), ("max", AttributeValue::Float(1.0))];
+        let attrs = vec![
+            ("min", AttributeValue::Float(-1.5)),
+            ("max", AttributeValue::Float(1.0)),
+        ];
         let y = f32s(&run1("Clip", 6, attrs, vec![x()]));
         assert!(y[..4] == [-1.5, -1.0, 0.5, 1.0] && y[4].is_nan());
         let y = f32s(&run1("Clip", 6, vec![], vec![x()]));
@@ -733,9 +861,23 @@ mod tests {
         let y = f32s(&run1("Clip", 13, vec![], vec![x(), t(&[], vec![0.0f32])]));
         assert_eq!(y[..4], [0.0, 0.0, 0.5, 2.0]);
         // min > max: everything becomes max
-        let y = f32s(&run1("Clip", 13, vec![], vec![x(), t(&[], vec![2.0f32]), t(&[], vec![1.0f32])]));
+        let y = f32s(&run1(
+            "Clip",
+            13,
+            vec![],
+            vec![x(), t(&[], vec![2.0f32]), t(&[], vec![1.0f32])],
+        ));
         assert_eq!(y[..4], [1.0, 1.0, 1.0, 1.0]);
-        let y = run1("Clip", 13, vec![], vec![t(&[3], vec![-5i64, 3, 9]), t(&[], vec![0i64]), t(&[], vec![4i64])]);
+        let y = run1(
+            "Clip",
+            13,
+            vec![],
+            vec![
+                t(&[3], vec![-5i64, 3, 9]),
+                t(&[], vec![0i64]),
+                t(&[], vec![4i64]),
+            ],
+        );
         assert_eq!(y.as_slice::<i64>().unwrap(), &[0, 3, 4]);
         assert!(run_op("Clip", 13, vec![], vec![x(), t(&[], vec![0.0f64])]).is_err());
         assert!(run_op("Clip", 13, vec![], vec![x(), t(&[2], vec![0.0f32, 1.0])]).is_err());
@@ -743,7 +885,10 @@ mod tests {
 
     #[test]
     fn shrink_and_classification() {
-        let attrs = vec![("lambd", AttributeValue::Float(1.5)), ("bias", AttributeValue::Float(1.5))];
+        let attrs = vec![
+            ("lambd", AttributeValue::Float(1.5)),
+            ("bias", AttributeValue::Float(1.5)),
+        ];
         let y = run1("Shrink", 9, attrs, vec![t(&[5], vec![-2i32, -1, 0, 1, 2])]);
         assert_eq!(y.as_slice::<i32>().unwrap(), &[0, 0, 0, 0, 0]);
         let y = run1("Shrink", 9, vec![], vec![t(&[3], vec![-2.0f32, 0.2, 2.0])]);
@@ -751,9 +896,19 @@ mod tests {
         let x = || t(&[4], vec![f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1.0]);
         let y = run1("IsNaN", 13, vec![], vec![x()]);
         assert_eq!(y.as_slice::<bool>().unwrap(), &[false, false, true, false]);
-        let y = run1("IsInf", 10, vec![("detect_negative", AttributeValue::Int(0))], vec![x()]);
+        let y = run1(
+            "IsInf",
+            10,
+            vec![("detect_negative", AttributeValue::Int(0))],
+            vec![x()],
+        );
         assert_eq!(y.as_slice::<bool>().unwrap(), &[true, false, false, false]);
-        let y = run1("IsNaN", 20, vec![], vec![t(&[2], vec![F8E4M3FN(0x7F), F8E4M3FN(0x01)])]);
+        let y = run1(
+            "IsNaN",
+            20,
+            vec![],
+            vec![t(&[2], vec![F8E4M3FN(0x7F), F8E4M3FN(0x01)])],
+        );
         assert_eq!(y.as_slice::<bool>().unwrap(), &[true, false]);
     }
 

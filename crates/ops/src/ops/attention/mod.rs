@@ -181,7 +181,10 @@ fn heads_attr(value: Option<i64>, name: &str) -> Result<Option<usize>, OpError> 
     match value {
         None => Ok(None),
         Some(v) if v > 0 => Ok(Some(v as usize)),
-        Some(v) => Err(OpError::attribute(name, format!("must be positive, got {v}"))),
+        Some(v) => Err(OpError::attribute(
+            name,
+            format!("must be positive, got {v}"),
+        )),
     }
 }
 

@@ -486,7 +486,11 @@ mod bench_tmp {
                 std::hint::black_box(gather_view(&src, &view));
             }
             let dt = t.elapsed().as_secs_f64() / reps as f64;
-            println!("{shape:?} {perm:?}: {:.2} ms, {:.2} GB/s", dt * 1e3, (n * 8) as f64 / dt / 1e9);
+            println!(
+                "{shape:?} {perm:?}: {:.2} ms, {:.2} GB/s",
+                dt * 1e3,
+                (n * 8) as f64 / dt / 1e9
+            );
         }
     }
 }
