@@ -25,9 +25,7 @@ fn build_bitcast(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
         .ok()
         .and_then(DataType::from_onnx)
         .filter(|d| *d != DataType::String)
-        .ok_or_else(|| {
-            OpError::attribute("to", format!("{code} is not a non-string data type"))
-        })?;
+        .ok_or_else(|| OpError::attribute("to", format!("{code} is not a non-string data type")))?;
     Ok(Box::new(BitCast { to }))
 }
 
@@ -77,7 +75,9 @@ fn element_bits(data: &TensorData) -> Result<Vec<u64>, OpError> {
         D::Uint32(v) => map(v, u64::from),
         D::Uint64(v) => map(v, |x| x),
         // Little endian: the real part's bytes come first.
-        D::Complex64(v) => map(v, |c| u64::from(c.re.to_bits()) | u64::from(c.im.to_bits()) << 32),
+        D::Complex64(v) => map(v, |c| {
+            u64::from(c.re.to_bits()) | u64::from(c.im.to_bits()) << 32
+        }),
         D::Bfloat16(v) => map(v, |x| u64::from(x.to_bits())),
         D::Float8E4M3FN(v) => map(v, |x| u64::from(x.to_bits())),
         D::Float8E4M3FNUZ(v) => map(v, |x| u64::from(x.to_bits())),
@@ -155,9 +155,20 @@ mod tests {
 
     #[test]
     fn reinterprets_bits() {
-        let y = bitcast(Tensor::from_vec([2], vec![1.0f32, -2.0]).unwrap(), DataType::Int32).unwrap();
-        assert_eq!(y.as_slice::<i32>().unwrap(), &[0x3F80_0000, 0xC000_0000u32 as i32]);
-        let y = bitcast(Tensor::from_vec([1], vec![I4(-1)]).unwrap(), DataType::Uint4).unwrap();
+        let y = bitcast(
+            Tensor::from_vec([2], vec![1.0f32, -2.0]).unwrap(),
+            DataType::Int32,
+        )
+        .unwrap();
+        assert_eq!(
+            y.as_slice::<i32>().unwrap(),
+            &[0x3F80_0000, 0xC000_0000u32 as i32]
+        );
+        let y = bitcast(
+            Tensor::from_vec([1], vec![I4(-1)]).unwrap(),
+            DataType::Uint4,
+        )
+        .unwrap();
         assert_eq!(y.as_slice::<U4>().unwrap(), &[U4(15)]);
         let c = bitcast(Tensor::scalar(Complex::new(1.0f32, 2.0)), DataType::Uint64).unwrap();
         let back = bitcast(c, DataType::Complex64).unwrap();

@@ -1011,7 +1011,10 @@ impl Kernel for ConvInteger {
             if zp.len() != 1 && zp.len() != out_channels {
                 return Err(OpError::input(
                     3,
-                    format!("{} zero points for {out_channels} output channels", zp.len()),
+                    format!(
+                        "{} zero points for {out_channels} output channels",
+                        zp.len()
+                    ),
                 ));
             }
             let per_channel = w32.len() / out_channels.max(1);

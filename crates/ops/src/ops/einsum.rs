@@ -82,7 +82,10 @@ impl Equation {
             Some((l, r)) => (l, Some(r)),
             None => (eq.as_str(), None),
         };
-        let inputs = lhs.split(',').map(parse_term).collect::<Result<Vec<_>, _>>()?;
+        let inputs = lhs
+            .split(',')
+            .map(parse_term)
+            .collect::<Result<Vec<_>, _>>()?;
         let output = rhs.map(parse_term).transpose()?;
         if let Some(out) = &output {
             for (i, s) in out.iter().enumerate() {
@@ -152,7 +155,10 @@ impl Equation {
             if shape.len() < letters || (!has_ellipsis && shape.len() != letters) {
                 return Err(OpError::input(
                     i,
-                    format!("rank {} does not match its term of {letters} labels", shape.len()),
+                    format!(
+                        "rank {} does not match its term of {letters} labels",
+                        shape.len()
+                    ),
                 ));
             }
             ellipsis_ranks.push(shape.len() - letters);
@@ -196,8 +202,14 @@ impl Equation {
             None => {
                 // Implicit: the ellipsis dims, then the letters used exactly once, in ASCII order.
                 let mut count = [0usize; LETTERS];
-                inputs.iter().flatten().filter(|&&l| l < LETTERS).for_each(|&l| count[l] += 1);
-                (LETTERS..LETTERS + ellipsis).chain((0..LETTERS).filter(|&l| count[l] == 1)).collect()
+                inputs
+                    .iter()
+                    .flatten()
+                    .filter(|&&l| l < LETTERS)
+                    .for_each(|&l| count[l] += 1);
+                (LETTERS..LETTERS + ellipsis)
+                    .chain((0..LETTERS).filter(|&l| count[l] == 1))
+                    .collect()
             }
         };
         Ok(Labelling {
@@ -327,7 +339,9 @@ fn contract<T: GemmScalar>(
     keep: &dyn Fn(usize) -> bool,
 ) -> Result<Operand<'static, T>, OpError> {
     let positions = |op: &Operand<'_, T>, pick: &dyn Fn(usize) -> bool| -> Vec<usize> {
-        (0..op.labels.len()).filter(|&i| pick(op.labels[i])).collect()
+        (0..op.labels.len())
+            .filter(|&i| pick(op.labels[i]))
+            .collect()
     };
     let batch_a = positions(&a, &|l| b.has(l) && keep(l));
     let inner_a = positions(&a, &|l| b.has(l) && !keep(l));
@@ -339,8 +353,14 @@ fn contract<T: GemmScalar>(
             .collect()
     };
     let (batch_b, inner_b) = (find_in_b(&batch_a), find_in_b(&inner_a));
-    let size = |op: &Operand<'_, T>, ps: &[usize]| ps.iter().map(|&p| op.dims[p]).product::<usize>();
-    let (nb, nl, nk, nr) = (size(&a, &batch_a), size(&a, &left), size(&a, &inner_a), size(&b, &right));
+    let size =
+        |op: &Operand<'_, T>, ps: &[usize]| ps.iter().map(|&p| op.dims[p]).product::<usize>();
+    let (nb, nl, nk, nr) = (
+        size(&a, &batch_a),
+        size(&a, &left),
+        size(&a, &inner_a),
+        size(&b, &right),
+    );
 
     let a_order: Vec<usize> = [&batch_a[..], &left, &inner_a].concat();
     let b_order: Vec<usize> = [&batch_b[..], &inner_b, &right].concat();
@@ -351,8 +371,16 @@ fn contract<T: GemmScalar>(
         let one = |(i, c): (usize, &mut [T])| -> Result<(), OpError> {
             gemm(
                 T::ONE,
-                Lhs::Unpacked(MatRef::row_major(&a_data[i * nl * nk..][..nl * nk], nl, nk)?),
-                Rhs::Unpacked(MatRef::row_major(&b_data[i * nk * nr..][..nk * nr], nk, nr)?),
+                Lhs::Unpacked(MatRef::row_major(
+                    &a_data[i * nl * nk..][..nl * nk],
+                    nl,
+                    nk,
+                )?),
+                Rhs::Unpacked(MatRef::row_major(
+                    &b_data[i * nk * nr..][..nk * nr],
+                    nk,
+                    nr,
+                )?),
                 T::ZERO,
                 MatMut::row_major(c, nl, nr)?,
                 &Epilogue::none(),
@@ -382,7 +410,10 @@ fn contract<T: GemmScalar>(
 
 impl Einsum {
     /// Evaluates the equation on operands of type `T`; returns the output shape and values.
-    fn compute<T: GemmScalar>(&self, operands: &[(&[T], &[usize])]) -> Result<(Vec<usize>, Vec<T>), OpError> {
+    fn compute<T: GemmScalar>(
+        &self,
+        operands: &[(&[T], &[usize])],
+    ) -> Result<(Vec<usize>, Vec<T>), OpError> {
         let shapes: Vec<&[usize]> = operands.iter().map(|o| o.1).collect();
         let lab = self.equation.label(&shapes)?;
         let in_output = |l: usize| lab.output.contains(&l);
@@ -393,7 +424,13 @@ impl Einsum {
 
         let mut reduced = operands.iter().enumerate().map(|(i, &(data, shape))| {
             let needed = |l| in_output(l) || used_by(l, 0..count, i);
-            reduce(Cow::Borrowed(data), &lab.inputs[i], shape, &lab.sizes, needed)
+            reduce(
+                Cow::Borrowed(data),
+                &lab.inputs[i],
+                shape,
+                &lab.sizes,
+                needed,
+            )
         });
         let Some(mut acc) = reduced.next() else {
             return Err(OpError::invalid("Einsum needs at least one input"));
@@ -410,19 +447,27 @@ impl Einsum {
             .iter()
             .map(|l| acc.labels.iter().position(|m| m == l))
             .collect::<Option<Vec<usize>>>()
-            .ok_or_else(|| OpError::invalid("Einsum: an output label is missing from the result"))?;
+            .ok_or_else(|| {
+                OpError::invalid("Einsum: an output label is missing from the result")
+            })?;
         let data = permuted(&acc, &order).into_owned();
         let shape = lab.output.iter().map(|&l| lab.sizes[l]).collect();
         Ok((shape, data))
     }
 
-    fn typed<T: GemmScalar + Element>(&self, inputs: &[&Tensor]) -> Result<(Vec<usize>, TensorData), OpError> {
+    fn typed<T: GemmScalar + Element>(
+        &self,
+        inputs: &[&Tensor],
+    ) -> Result<(Vec<usize>, TensorData), OpError> {
         let operands = inputs
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 let data = t.as_slice::<T>().map_err(|_| {
-                    OpError::input(i, format!("expected {} like input 0, got {}", T::DTYPE, t.dtype()))
+                    OpError::input(
+                        i,
+                        format!("expected {} like input 0, got {}", T::DTYPE, t.dtype()),
+                    )
                 })?;
                 Ok((data, t.shape()))
             })
@@ -467,17 +512,26 @@ impl Kernel for Einsum {
                 };
                 (shape, data)
             }
-            other => return Err(OpError::input(0, format!("Einsum does not support {other}"))),
+            other => {
+                return Err(OpError::input(
+                    0,
+                    format!("Einsum does not support {other}"),
+                ))
+            }
         };
         Ok(vec![Tensor::new(shape, data)?.into()])
     }
 }
 
 /// A float16 or bfloat16 tensor (of type `dtype`, like input 0) widened to f32.
-fn to_f32<'t>(t: &'t Tensor, dtype: DataType, index: usize) -> Result<(Vec<f32>, &'t Tensor), OpError> {
+fn to_f32(t: &Tensor, dtype: DataType, index: usize) -> Result<(Vec<f32>, &Tensor), OpError> {
     let values = match t.data() {
-        TensorData::Float16(v) if dtype == DataType::Float16 => v.iter().map(|x| x.to_f32()).collect(),
-        TensorData::Bfloat16(v) if dtype == DataType::Bfloat16 => v.iter().map(|x| x.to_f32()).collect(),
+        TensorData::Float16(v) if dtype == DataType::Float16 => {
+            v.iter().map(|x| x.to_f32()).collect()
+        }
+        TensorData::Bfloat16(v) if dtype == DataType::Bfloat16 => {
+            v.iter().map(|x| x.to_f32()).collect()
+        }
         _ => {
             return Err(OpError::input(
                 index,

@@ -36,9 +36,15 @@ impl Kernel for Det {
             // The empty product.
             vec![1.0; batch]
         } else if batch > 1 && batch * n * n * n >= PARALLEL_WORK {
-            values.par_chunks_mut(n * n).map(|a| determinant(a, n)).collect()
+            values
+                .par_chunks_mut(n * n)
+                .map(|a| determinant(a, n))
+                .collect()
         } else {
-            values.chunks_mut(n * n).map(|a| determinant(a, n)).collect()
+            values
+                .chunks_mut(n * n)
+                .map(|a| determinant(a, n))
+                .collect()
         };
         Ok(vec![f64::to_tensor(dets, x.dtype(), batch_dims)?.into()])
     }
@@ -97,7 +103,10 @@ mod tests {
     #[test]
     fn determinants_of_a_batch() {
         // [[1, 2], [3, 4]] -> -2; [[0, 1], [1, 0]] needs a swap -> -1; singular -> 0.
-        let d = det(&[3, 2, 2], vec![1., 2., 3., 4., 0., 1., 1., 0., 1., 2., 2., 4.]);
+        let d = det(
+            &[3, 2, 2],
+            vec![1., 2., 3., 4., 0., 1., 1., 0., 1., 2., 2., 4.],
+        );
         assert_eq!(d, [-2.0, -1.0, 0.0]);
         let d = det(&[3, 3], vec![2., 0., 1., 1., 3., 2., 1., 1., 2.]);
         assert!((d[0] - 6.0).abs() < 1e-5, "{d:?}");

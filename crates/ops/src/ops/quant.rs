@@ -28,8 +28,12 @@ pub(crate) fn register(reg: &mut Registry) {
     let versions = [10, 13, 19, 21, 23, 24, 25, 28];
     reg.add_versions("", "QuantizeLinear", &versions, build_quantize);
     reg.add_versions("", "DequantizeLinear", &versions, build_dequantize);
-    reg.add("", "DynamicQuantizeLinear", 11, |_| Ok(Box::new(DynamicQuantizeLinear)));
-    reg.add_versions("", "QLinearMatMul", &[10, 21], |_| Ok(Box::new(QLinearMatMul)));
+    reg.add("", "DynamicQuantizeLinear", 11, |_| {
+        Ok(Box::new(DynamicQuantizeLinear))
+    });
+    reg.add_versions("", "QLinearMatMul", &[10, 21], |_| {
+        Ok(Box::new(QLinearMatMul))
+    });
     reg.add("", "QLinearConv", 10, |info| {
         Ok(Box::new(QLinearConv(IntegerConv::parse(info)?)))
     });
@@ -44,7 +48,7 @@ trait Quantized: Element + Copy {
     fn value(self) -> f64;
     /// `saturate(q + zero_point)`. Integers round `q` half to even, add the zero point and clamp
     /// to their range (NaN gives the zero point). Float types round `q + zero_point` to nearest
-    /// even; a zero zero point is not added, so that `-0` keeps its sign as in the reference.
+    /// even; like any IEEE sum, `-0 + 0` is `+0`.
     fn quantize(q: f64, zero_point: Self, saturate: bool) -> Self;
 }
 
@@ -103,8 +107,7 @@ macro_rules! quantized_float {
             }
             #[inline]
             fn quantize(q: f64, zero_point: Self, saturate: bool) -> Self {
-                let z = zero_point.to_f64();
-                <$t>::from_f64(if z == 0.0 { q } else { q + z }, saturate)
+                <$t>::from_f64(q + zero_point.to_f64(), saturate)
             }
         }
     )*};
@@ -213,7 +216,10 @@ fn quantized_values(t: &Tensor, index: usize) -> Result<Vec<f64>, OpError> {
         }
     }
     with_quantized(t.dtype(), true, Values(t)).ok_or_else(|| {
-        OpError::input(index, format!("expected a quantized type, got {}", t.dtype()))
+        OpError::input(
+            index,
+            format!("expected a quantized type, got {}", t.dtype()),
+        )
     })
 }
 
@@ -321,7 +327,10 @@ impl Layout {
         let len = x[axis];
         let row_len: usize = x[axis + 1..].iter().product();
         if block_size < 0 {
-            return Err(OpError::attribute("block_size", format!("must be >= 0, got {block_size}")));
+            return Err(OpError::attribute(
+                "block_size",
+                format!("must be >= 0, got {block_size}"),
+            ));
         }
         if block_size == 0 {
             if scale.len() != 1 || scale[0] != len {
@@ -332,21 +341,29 @@ impl Layout {
                     ),
                 ));
             }
-            return Ok(Layout { mode: Mode::PerAxis, row_len, len });
+            return Ok(Layout {
+                mode: Mode::PerAxis,
+                row_len,
+                len,
+            });
         }
         if opset < 21 {
-            return Err(OpError::attribute("block_size", format!("needs opset 21, the model has {opset}")));
+            return Err(OpError::attribute(
+                "block_size",
+                format!("needs opset 21, the model has {opset}"),
+            ));
         }
         let block = block_size as usize;
         let blocks = len.div_ceil(block);
-        let matches = scale.len() == x.len()
-            && scale.iter().zip(x).enumerate().all(|(d, (&s, &n))| {
-                if d == axis {
-                    s == blocks
-                } else {
-                    s == n
-                }
-            });
+        let matches =
+            scale.len() == x.len()
+                && scale.iter().zip(x).enumerate().all(|(d, (&s, &n))| {
+                    if d == axis {
+                        s == blocks
+                    } else {
+                        s == n
+                    }
+                });
         if !matches {
             return Err(OpError::input(
                 1,
@@ -355,7 +372,11 @@ impl Layout {
                 ),
             ));
         }
-        Ok(Layout { mode: Mode::Blocked { block, blocks }, row_len, len })
+        Ok(Layout {
+            mode: Mode::Blocked { block, blocks },
+            row_len,
+            len,
+        })
     }
 
     /// The parameter index of row `row`'s first element and the step between its elements.
@@ -389,7 +410,10 @@ impl Layout {
                 .enumerate()
                 .for_each(row);
         } else {
-            out.chunks_mut(self.row_len).zip(x.chunks(self.row_len)).enumerate().for_each(row);
+            out.chunks_mut(self.row_len)
+                .zip(x.chunks(self.row_len))
+                .enumerate()
+                .for_each(row);
         }
     }
 }
@@ -402,7 +426,11 @@ fn check_zero_point(zp: &Tensor, scale: &Tensor, index: usize) -> Result<(), OpE
     } else {
         Err(OpError::input(
             index,
-            format!("zero point shape {:?} differs from the scale's {:?}", zp.shape(), scale.shape()),
+            format!(
+                "zero point shape {:?} differs from the scale's {:?}",
+                zp.shape(),
+                scale.shape()
+            ),
         ))
     }
 }
@@ -493,7 +521,10 @@ impl QuantizedFn for &QuantizeJob<'_> {
             _ => {
                 return Err(OpError::input(
                     0,
-                    format!("expected float, float16, bfloat16 or int32, got {}", self.x.dtype()),
+                    format!(
+                        "expected float, float16, bfloat16 or int32, got {}",
+                        self.x.dtype()
+                    ),
                 ))
             }
         })
@@ -518,11 +549,20 @@ impl Kernel for QuantizeLinear {
         if let Some(zp) = zero_point {
             check_zero_point(zp, scale, 2)?;
         }
-        let layout = Layout::new(x.shape(), scale.shape(), self.axis, self.block_size, self.opset)?;
+        let layout = Layout::new(
+            x.shape(),
+            scale.shape(),
+            self.axis,
+            self.block_size,
+            self.opset,
+        )?;
         let precision = self
             .precision
             .unwrap_or_else(|| Precision::common(x.dtype(), scale.dtype()));
-        let scales = real_values(scale, 1)?.iter().map(|&s| precision.round(s)).collect();
+        let scales = real_values(scale, 1)?
+            .iter()
+            .map(|&s| precision.round(s))
+            .collect();
         let job = QuantizeJob {
             x,
             zero_point,
@@ -531,9 +571,8 @@ impl Kernel for QuantizeLinear {
             layout,
             saturate: self.saturate,
         };
-        let data = with_quantized(out_type, false, &job).ok_or_else(|| {
-            OpError::unsupported(format!("cannot quantize to {out_type}"))
-        })??;
+        let data = with_quantized(out_type, false, &job)
+            .ok_or_else(|| OpError::unsupported(format!("cannot quantize to {out_type}")))??;
         Ok(vec![Tensor::new(x.shape(), data)?.into()])
     }
 }
@@ -625,7 +664,13 @@ impl Kernel for DequantizeLinear {
             }
             None => scale.dtype(),
         };
-        let layout = Layout::new(x.shape(), scale.shape(), self.axis, self.block_size, self.opset)?;
+        let layout = Layout::new(
+            x.shape(),
+            scale.shape(),
+            self.axis,
+            self.block_size,
+            self.opset,
+        )?;
         let job = DequantizeJob {
             x,
             zero_point,
@@ -633,9 +678,8 @@ impl Kernel for DequantizeLinear {
             layout,
             out_type,
         };
-        let data = with_quantized(x.dtype(), true, &job).ok_or_else(|| {
-            OpError::input(0, format!("cannot dequantize {}", x.dtype()))
-        })??;
+        let data = with_quantized(x.dtype(), true, &job)
+            .ok_or_else(|| OpError::input(0, format!("cannot dequantize {}", x.dtype())))??;
         Ok(vec![Tensor::new(x.shape(), data)?.into()])
     }
 }
@@ -652,10 +696,13 @@ impl Kernel for DynamicQuantizeLinear {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let x_t = inputs.tensor(0)?;
         let x = inputs.slice::<f32>(0)?;
-        let (min, max) = x.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (min, max) = x
+            .iter()
+            .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         let scale = if max == min { 1.0 } else { max - min } / 255.0;
         let zero_point = (0.0 - min / scale).clamp(0.0, 255.0).round_ties_even();
-        let quantize = |&v: &f32| ((v / scale).round_ties_even() + zero_point).clamp(0.0, 255.0) as u8;
+        let quantize =
+            |&v: &f32| ((v / scale).round_ties_even() + zero_point).clamp(0.0, 255.0) as u8;
         let y: Vec<u8> = if x.len() >= PARALLEL_MIN_LEN {
             x.par_iter().map(quantize).collect()
         } else {
@@ -702,9 +749,16 @@ impl QuantizedFn for Requantize<'_> {
 fn product_output_type(zero_point: &Tensor, index: usize) -> Result<DataType, OpError> {
     use DataType as D;
     match zero_point.dtype() {
-        d @ (D::Int8 | D::Uint8 | D::Float8E4M3FN | D::Float8E4M3FNUZ | D::Float8E5M2
+        d @ (D::Int8
+        | D::Uint8
+        | D::Float8E4M3FN
+        | D::Float8E4M3FNUZ
+        | D::Float8E5M2
         | D::Float8E5M2FNUZ) => Ok(d),
-        other => Err(OpError::input(index, format!("expected int8, uint8 or float8, got {other}"))),
+        other => Err(OpError::input(
+            index,
+            format!("expected int8, uint8 or float8, got {other}"),
+        )),
     }
 }
 
@@ -718,12 +772,18 @@ fn centred(
     if zp.dtype() != x.dtype() {
         return Err(OpError::input(
             index + 2,
-            format!("expected {} like input {index}, got {}", x.dtype(), zp.dtype()),
+            format!(
+                "expected {} like input {index}, got {}",
+                x.dtype(),
+                zp.dtype()
+            ),
         ));
     }
     let z = quantized_values(zp, index + 2)?;
     let mut v = quantized_values(x, index)?;
-    v.iter_mut().enumerate().for_each(|(i, v)| *v -= z[param(i)]);
+    v.iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v -= z[param(i)]);
     Ok(v)
 }
 
@@ -738,7 +798,13 @@ struct QLinearMatMul;
 
 /// Which parameter of a per-row (or per-column) list a row `r` of a batch of `rows`-row
 /// matrices uses: `count` is 1, `per_matrix` or `rows`.
-fn cyclic_param(count: usize, per_matrix: usize, rows: usize, what: &str, index: usize) -> Result<usize, OpError> {
+fn cyclic_param(
+    count: usize,
+    per_matrix: usize,
+    rows: usize,
+    what: &str,
+    index: usize,
+) -> Result<usize, OpError> {
     if count == 1 || count == per_matrix || count == rows {
         Ok(count)
     } else {
@@ -765,7 +831,9 @@ impl Kernel for QLinearMatMul {
         let az = cyclic_param(a_zp.len(), m, a_rows, "a_zero_point", 2)?;
         let bz = cyclic_param(b_zp.len(), n, b_mats * n, "b_zero_point", 5)?;
         let a_c = centred(a, a_zp, 0, |i| (i / k.max(1)) % az)?;
-        let b_c = centred(b, b_zp, 3, |i| ((i / (k * n).max(1)) * n + i % n.max(1)) % bz)?;
+        let b_c = centred(b, b_zp, 3, |i| {
+            ((i / (k * n).max(1)) * n + i % n.max(1)) % bz
+        })?;
         let acc = plan.run(&a_c, &b_c)?;
 
         // Scales index output rows and columns; batch-long lists need unbroadcast batches.
@@ -779,9 +847,16 @@ impl Kernel for QLinearMatMul {
             ));
         }
         let precision = Precision::of(a_scale.dtype()).ok_or_else(|| {
-            OpError::input(1, format!("expected a float scale, got {}", a_scale.dtype()))
+            OpError::input(
+                1,
+                format!("expected a float scale, got {}", a_scale.dtype()),
+            )
         })?;
-        let (a_s, b_s, y_s) = (real_values(a_scale, 1)?, real_values(b_scale, 4)?, real_values(y_scale, 6)?);
+        let (a_s, b_s, y_s) = (
+            real_values(a_scale, 1)?,
+            real_values(b_scale, 4)?,
+            real_values(y_scale, 6)?,
+        );
         // One multiplier per (a-scale row, column) pair, precomputed.
         let cols = sb.max(sy);
         let multipliers: Vec<f64> = (0..sa * cols)
@@ -824,16 +899,27 @@ impl Kernel for QLinearConv {
         let (y_scale, y_zp) = (inputs.tensor(6)?, inputs.tensor(7)?);
         let out_type = match y_zp.dtype() {
             d @ (DataType::Int8 | DataType::Uint8) => d,
-            other => return Err(OpError::input(7, format!("expected int8 or uint8, got {other}"))),
+            other => {
+                return Err(OpError::input(
+                    7,
+                    format!("expected int8 or uint8, got {other}"),
+                ))
+            }
         };
         for (t, index) in [(x, 0), (w, 3)] {
             if !matches!(t.dtype(), DataType::Int8 | DataType::Uint8) {
-                return Err(OpError::input(index, format!("expected int8 or uint8, got {}", t.dtype())));
+                return Err(OpError::input(
+                    index,
+                    format!("expected int8 or uint8, got {}", t.dtype()),
+                ));
             }
         }
         for (t, index) in [(x_scale, 1), (x_zp, 2), (y_scale, 6), (y_zp, 7)] {
             if t.len() != 1 {
-                return Err(OpError::input(index, format!("expected a scalar, got shape {:?}", t.shape())));
+                return Err(OpError::input(
+                    index,
+                    format!("expected a scalar, got shape {:?}", t.shape()),
+                ));
             }
         }
         let channels = self.0.out_channels(x.shape(), w.shape())?;
@@ -850,16 +936,29 @@ impl Kernel for QLinearConv {
         let wz = w_zp.len();
         let w_c = centred(w, w_zp, 3, |i| (i / per_filter.max(1)) % wz)?;
         let bias = match inputs.opt_tensor(8)? {
-            Some(b) => Some(b.as_slice::<i32>().map_err(|_| {
-                OpError::input(8, format!("expected int32, got {}", b.dtype()))
-            })?.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()),
+            Some(b) => Some(
+                b.as_slice::<i32>()
+                    .map_err(|_| OpError::input(8, format!("expected int32, got {}", b.dtype())))?
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect::<Vec<_>>(),
+            ),
             None => None,
         };
-        let (shape, acc) = self.0.forward(&x_c, x.shape(), &w_c, w.shape(), bias.as_deref())?;
+        let (shape, acc) = self
+            .0
+            .forward(&x_c, x.shape(), &w_c, w.shape(), bias.as_deref())?;
 
-        let (x_s, w_s, y_s) = (real_values(x_scale, 1)?, real_values(w_scale, 4)?, real_values(y_scale, 6)?);
+        let (x_s, w_s, y_s) = (
+            real_values(x_scale, 1)?,
+            real_values(w_scale, 4)?,
+            real_values(y_scale, 6)?,
+        );
         let p = Precision::F32;
-        let multipliers: Vec<f64> = w_s.iter().map(|&ws| p.round(p.round(x_s[0] * ws) / y_s[0])).collect();
+        let multipliers: Vec<f64> = w_s
+            .iter()
+            .map(|&ws| p.round(p.round(x_s[0] * ws) / y_s[0]))
+            .collect();
         let plane: usize = shape[2..].iter().product();
         let ws = w_s.len();
         let params = |i: usize| ((i / plane.max(1)) % channels.max(1) % ws, 0);
@@ -908,7 +1007,11 @@ mod tests {
         let x = Tensor::from_vec([6], vec![0.5f32, 1.5, 2.5, -1.5, 1000.0, -1000.0]).unwrap();
         let y = run(
             &quantize_linear(1, 0),
-            vec![Some(x), Some(Tensor::scalar(1f32)), Some(Tensor::scalar(1i8))],
+            vec![
+                Some(x),
+                Some(Tensor::scalar(1f32)),
+                Some(Tensor::scalar(1i8)),
+            ],
         );
         assert_eq!(y[0].as_slice::<i8>().unwrap(), &[1, 3, 3, -1, 127, -128]);
     }

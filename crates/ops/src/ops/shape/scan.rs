@@ -120,7 +120,9 @@ mod tests {
             exclusive,
             reverse,
         }
-        .run(inputs).unwrap().remove(0);
+        .run(inputs)
+        .unwrap()
+        .remove(0);
         y.into_tensor().unwrap().as_slice::<f64>().unwrap().to_vec()
     }
 
@@ -137,7 +139,10 @@ mod tests {
     fn cumprod_variants() {
         let x = Tensor::from_vec([3], vec![1i64, 2, 3]).unwrap();
         let run = |exclusive, reverse| {
-            let inputs = Inputs::new(vec![Some(x.clone().into()), Some(Tensor::scalar(0i64).into())]);
+            let inputs = Inputs::new(vec![
+                Some(x.clone().into()),
+                Some(Tensor::scalar(0i64).into()),
+            ]);
             let k = Cumulative {
                 op: Accumulate::Product,
                 exclusive,
