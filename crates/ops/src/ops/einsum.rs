@@ -524,11 +524,7 @@ impl Kernel for Einsum {
 }
 
 /// A float16 or bfloat16 tensor (of type `dtype`, like input 0) widened to f32.
-fn to_f32<'t>(
-    t: &'t Tensor,
-    dtype: DataType,
-    index: usize,
-) -> Result<(Vec<f32>, &'t Tensor), OpError> {
+fn to_f32(t: &Tensor, dtype: DataType, index: usize) -> Result<(Vec<f32>, &Tensor), OpError> {
     let values = match t.data() {
         TensorData::Float16(v) if dtype == DataType::Float16 => {
             v.iter().map(|x| x.to_f32()).collect()

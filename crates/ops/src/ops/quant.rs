@@ -48,7 +48,7 @@ trait Quantized: Element + Copy {
     fn value(self) -> f64;
     /// `saturate(q + zero_point)`. Integers round `q` half to even, add the zero point and clamp
     /// to their range (NaN gives the zero point). Float types round `q + zero_point` to nearest
-    /// even; a zero zero point is not added, so that `-0` keeps its sign as in the reference.
+    /// even; like any IEEE sum, `-0 + 0` is `+0`.
     fn quantize(q: f64, zero_point: Self, saturate: bool) -> Self;
 }
 
@@ -107,8 +107,7 @@ macro_rules! quantized_float {
             }
             #[inline]
             fn quantize(q: f64, zero_point: Self, saturate: bool) -> Self {
-                let z = zero_point.to_f64();
-                <$t>::from_f64(if z == 0.0 { q } else { q + z }, saturate)
+                <$t>::from_f64(q + zero_point.to_f64(), saturate)
             }
         }
     )*};
