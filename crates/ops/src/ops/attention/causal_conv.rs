@@ -66,7 +66,10 @@ impl Kernel for CausalConvWithState {
             if p.shape() != [batch, channels, carry] {
                 return Err(OpError::input(
                     3,
-                    format!("past_state must be ({batch}, {channels}, {carry}), got {:?}", p.shape()),
+                    format!(
+                        "past_state must be ({batch}, {channels}, {carry}), got {:?}",
+                        p.shape()
+                    ),
                 ));
             }
         }

@@ -86,7 +86,11 @@ impl Modifier {
         implicit: &[Value],
     ) -> Result<Vec<W>, OpError> {
         let input = Value::Tensor(W::to_tensor(values, dtype, shape)?);
-        let captured: Vec<Value> = self.positions.iter().map(|&p| implicit[p].clone()).collect();
+        let captured: Vec<Value> = self
+            .positions
+            .iter()
+            .map(|&p| implicit[p].clone())
+            .collect();
         let mut outs = self.graph.run(vec![input], &captured)?;
         if outs.len() != 1 {
             return Err(OpError::invalid(format!(
@@ -96,7 +100,10 @@ impl Modifier {
             )));
         }
         let Some(Value::Tensor(out)) = outs.pop() else {
-            return Err(OpError::invalid(format!("{} must produce a tensor", self.name)));
+            return Err(OpError::invalid(format!(
+                "{} must produce a tensor",
+                self.name
+            )));
         };
         if out.shape() != shape {
             return Err(OpError::invalid(format!(
@@ -156,7 +163,13 @@ impl FlexAttention {
             .into_par_iter()
             .map(|task| {
                 let kv = (task / hq) * hkv + (task % hq) / group;
-                let mut sc = qk_product(&qw[task * l * e..][..l * e], &kw[kv * s * e..][..s * e], l, s, e)?;
+                let mut sc = qk_product(
+                    &qw[task * l * e..][..l * e],
+                    &kw[kv * s * e..][..s * e],
+                    l,
+                    s,
+                    e,
+                )?;
                 round_to(&mut sc, t1);
                 round_to(&mut sc, precision);
                 Ok(sc)

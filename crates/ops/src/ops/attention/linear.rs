@@ -114,19 +114,16 @@ impl LinearAttention {
                 format!("{name} must be ({}, {}, ·), got {s:?}", bt.0, bt.1),
             ));
         }
-        let &(heads, width) = layouts
-            .iter()
-            .find(|(h, w)| h * w == s[2])
-            .ok_or_else(|| {
-                OpError::input(
-                    index,
-                    format!(
-                        "{name} last dim {} must be one of {:?}",
-                        s[2],
-                        layouts.iter().map(|(h, w)| h * w).collect::<Vec<_>>()
-                    ),
-                )
-            })?;
+        let &(heads, width) = layouts.iter().find(|(h, w)| h * w == s[2]).ok_or_else(|| {
+            OpError::input(
+                index,
+                format!(
+                    "{name} last dim {} must be one of {:?}",
+                    s[2],
+                    layouts.iter().map(|(h, w)| h * w).collect::<Vec<_>>()
+                ),
+            )
+        })?;
         Ok(Gate {
             values: f32::read(t, index)?.into_owned(),
             heads,
@@ -185,7 +182,10 @@ impl Kernel for LinearAttention {
             if p.shape() != [b, hkv, dk, dv] {
                 return Err(OpError::input(
                     3,
-                    format!("past_state must be ({b}, {hkv}, {dk}, {dv}), got {:?}", p.shape()),
+                    format!(
+                        "past_state must be ({b}, {hkv}, {dk}, {dv}), got {:?}",
+                        p.shape()
+                    ),
                 ));
             }
         }
@@ -226,8 +226,7 @@ impl Kernel for LinearAttention {
                         // v ← β·(v - Sᵀk): write only the part the state does not yet hold.
                         let bt = beta.at(bi, t, len, h)[0];
                         for (m, u) in update.iter_mut().enumerate() {
-                            let retrieved: f32 =
-                                (0..dk).map(|d| state[d * dv + m] * kt[d]).sum();
+                            let retrieved: f32 = (0..dk).map(|d| state[d * dv + m] * kt[d]).sum();
                             *u = bt * (*u - retrieved);
                         }
                     }
@@ -275,7 +274,9 @@ mod tests {
     #[test]
     fn linear_rule_is_causal_linear_attention() {
         // One batch, 3 tokens, 2 query heads sharing 1 kv head, d_k = 2, d_v = 1.
-        let q = vec![1.0f32, 0.5, -1.0, 2.0, 0.25, 0.0, 1.0, 1.0, -0.5, 0.5, 2.0, -1.0];
+        let q = vec![
+            1.0f32, 0.5, -1.0, 2.0, 0.25, 0.0, 1.0, 1.0, -0.5, 0.5, 2.0, -1.0,
+        ];
         let k = vec![1.0f32, -1.0, 0.5, 0.5, 2.0, 1.0];
         let v = vec![1.0f32, -2.0, 0.5];
         let attrs = vec![

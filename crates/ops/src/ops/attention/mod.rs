@@ -168,7 +168,7 @@ fn unnamed_output(dtype: DataType) -> Value {
 
 /// `n / parts` when it divides evenly, else an error naming what was split.
 fn split_even(n: usize, parts: usize, what: &str) -> Result<usize, OpError> {
-    if parts == 0 || n % parts != 0 {
+    if parts == 0 || !n.is_multiple_of(parts) {
         return Err(OpError::invalid(format!(
             "{what}: {n} does not split evenly into {parts} heads"
         )));
@@ -181,7 +181,10 @@ fn heads_attr(value: Option<i64>, name: &str) -> Result<Option<usize>, OpError> 
     match value {
         None => Ok(None),
         Some(v) if v > 0 => Ok(Some(v as usize)),
-        Some(v) => Err(OpError::attribute(name, format!("must be positive, got {v}"))),
+        Some(v) => Err(OpError::attribute(
+            name,
+            format!("must be positive, got {v}"),
+        )),
     }
 }
 

@@ -49,15 +49,24 @@ impl Kernel for RotaryEmbedding {
         let (b, h, s, d, packed) = match shape.len() {
             4 => (shape[0], shape[1], shape[2], shape[3], false),
             3 => {
-                let h = self.num_heads.ok_or_else(|| {
-                    OpError::attribute("num_heads", "is required for a 3D input")
-                })?;
+                let h = self
+                    .num_heads
+                    .ok_or_else(|| OpError::attribute("num_heads", "is required for a 3D input"))?;
                 let d = super::split_even(shape[2], h, "hidden size")?;
                 (shape[0], h, shape[1], d, true)
             }
-            r => return Err(OpError::input(0, format!("X must be 3D or 4D, got rank {r}"))),
+            r => {
+                return Err(OpError::input(
+                    0,
+                    format!("X must be 3D or 4D, got rank {r}"),
+                ))
+            }
         };
-        let rd = if self.rotary_dim == 0 { d } else { self.rotary_dim };
+        let rd = if self.rotary_dim == 0 {
+            d
+        } else {
+            self.rotary_dim
+        };
         if rd > d || rd % 2 != 0 {
             return Err(OpError::invalid(format!(
                 "rotary_embedding_dim {rd} must be even and at most the head size {d}"
@@ -88,17 +97,23 @@ impl Kernel for RotaryEmbedding {
                         format!("with position_ids the caches must be (max_position, {half}), got {cache:?}"),
                     ));
                 }
-                let ids = p.as_slice::<i64>().map_err(|_| {
-                    OpError::input(3, format!("expected int64, got {}", p.dtype()))
-                })?;
+                let ids = p
+                    .as_slice::<i64>()
+                    .map_err(|_| OpError::input(3, format!("expected int64, got {}", p.dtype())))?;
                 ids.iter()
                     .map(|&id| {
-                        usize::try_from(id).ok().filter(|&i| i < cache[0]).ok_or_else(|| {
-                            OpError::input(
-                                3,
-                                format!("position id {id} is outside the {} cached positions", cache[0]),
-                            )
-                        })
+                        usize::try_from(id)
+                            .ok()
+                            .filter(|&i| i < cache[0])
+                            .ok_or_else(|| {
+                                OpError::input(
+                                    3,
+                                    format!(
+                                        "position id {id} is outside the {} cached positions",
+                                        cache[0]
+                                    ),
+                                )
+                            })
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -125,7 +140,11 @@ impl Kernel for RotaryEmbedding {
             let row = rows[bi * s + si] * half;
             let (c, sn) = (&cos[row..row + half], &sin[row..row + half]);
             for i in 0..half {
-                let (a, bb) = if self.interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                let (a, bb) = if self.interleaved {
+                    (2 * i, 2 * i + 1)
+                } else {
+                    (i, i + half)
+                };
                 let (x1, x2) = (v[a], v[bb]);
                 v[a] = c[i] * x1 - sn[i] * x2;
                 v[bb] = sn[i] * x1 + c[i] * x2;

@@ -128,8 +128,7 @@ impl Attention {
         }
         let d = match qs.len() {
             4 => {
-                if self.opset >= 25 && (self.q_num_heads.is_some() || self.kv_num_heads.is_some())
-                {
+                if self.opset >= 25 && (self.q_num_heads.is_some() || self.kv_num_heads.is_some()) {
                     return Err(OpError::invalid(
                         "q_num_heads and kv_num_heads must not be given for 4D inputs",
                     ));
@@ -222,13 +221,17 @@ impl Attention {
                 ))
             }
             Some(t) => {
-                let n = t.as_slice::<i64>().map_err(|_| {
-                    OpError::input(6, format!("expected int64, got {}", t.dtype()))
-                })?;
+                let n = t
+                    .as_slice::<i64>()
+                    .map_err(|_| OpError::input(6, format!("expected int64, got {}", t.dtype())))?;
                 if n.len() != d.batch {
                     return Err(OpError::input(
                         6,
-                        format!("expected {} lengths (one per batch), got {}", d.batch, n.len()),
+                        format!(
+                            "expected {} lengths (one per batch), got {}",
+                            d.batch,
+                            n.len()
+                        ),
                     ));
                 }
                 Some(n)
@@ -261,8 +264,22 @@ impl Attention {
         let v4 = per_head(R::read(v, 2)?, &d, d.kv_heads, d.new_len, d.v_head_size);
         let (k_all, v_all) = match past {
             Some((pk, pv)) => (
-                prepend(&R::read(pk, 4)?, &k4, d.batch * d.kv_heads, d.past_len, d.new_len, d.head_size),
-                prepend(&R::read(pv, 5)?, &v4, d.batch * d.kv_heads, d.past_len, d.new_len, d.v_head_size),
+                prepend(
+                    &R::read(pk, 4)?,
+                    &k4,
+                    d.batch * d.kv_heads,
+                    d.past_len,
+                    d.new_len,
+                    d.head_size,
+                ),
+                prepend(
+                    &R::read(pv, 5)?,
+                    &v4,
+                    d.batch * d.kv_heads,
+                    d.past_len,
+                    d.new_len,
+                    d.v_head_size,
+                ),
             ),
             None => (k4, v4),
         };
@@ -326,7 +343,9 @@ impl Attention {
             let mut bias_row = vec![R::zero(); total];
             for (i, row) in scores.chunks_mut(total.max(1)).enumerate().take(l) {
                 masked_rows[i] = bias.row(b, h, i, &mut bias_row);
-                row.iter_mut().zip(&bias_row).for_each(|(x, &m)| *x = *x + m);
+                row.iter_mut()
+                    .zip(&bias_row)
+                    .for_each(|(x, &m)| *x = *x + m);
             }
             round_to(&mut scores, t1);
             capture(QkOutput::Biased, &scores);

@@ -38,16 +38,27 @@ impl Kernel for TensorScatter {
         let (past, update) = (inputs.tensor(0)?, inputs.tensor(1)?);
         let (ps, us) = (past.shape(), update.shape());
         let rank = ps.len() as i64;
-        let axis = if self.axis < 0 { self.axis + rank } else { self.axis };
+        let axis = if self.axis < 0 {
+            self.axis + rank
+        } else {
+            self.axis
+        };
         if axis <= 0 || axis >= rank {
             return Err(OpError::attribute(
                 "axis",
-                format!("{} is not a non-batch axis of a rank-{rank} cache", self.axis),
+                format!(
+                    "{} is not a non-batch axis of a rank-{rank} cache",
+                    self.axis
+                ),
             ));
         }
         let axis = axis as usize;
         let fits = us.len() == ps.len()
-            && us.iter().zip(ps).enumerate().all(|(i, (u, p))| if i == axis { u <= p } else { u == p });
+            && us
+                .iter()
+                .zip(ps)
+                .enumerate()
+                .all(|(i, (u, p))| if i == axis { u <= p } else { u == p });
         if !fits || past.dtype() != update.dtype() {
             return Err(OpError::invalid(format!(
                 "update {} {us:?} does not fit cache {} {ps:?} along axis {axis}",
@@ -58,9 +69,9 @@ impl Kernel for TensorScatter {
         let batch = ps[0];
         let write: Vec<i64> = match inputs.opt_tensor(2)? {
             Some(w) => {
-                let w = w.as_slice::<i64>().map_err(|_| {
-                    OpError::input(2, format!("expected int64, got {}", w.dtype()))
-                })?;
+                let w = w
+                    .as_slice::<i64>()
+                    .map_err(|_| OpError::input(2, format!("expected int64, got {}", w.dtype())))?;
                 if w.len() != batch {
                     return Err(OpError::input(
                         2,
@@ -74,7 +85,7 @@ impl Kernel for TensorScatter {
         let outer: usize = ps[..axis].iter().product();
         let (max_len, len) = (ps[axis], us[axis]);
         let inner: usize = ps[axis + 1..].iter().product();
-        let per_batch = if batch == 0 { 0 } else { outer / batch };
+        let per_batch = outer.checked_div(batch).unwrap_or(0);
 
         // Output element i reads element indices[i] of [past; update].
         let mut indices: Vec<usize> = (0..past.len()).collect();
