@@ -168,7 +168,7 @@ fn unnamed_output(dtype: DataType) -> Value {
 
 /// `n / parts` when it divides evenly, else an error naming what was split.
 fn split_even(n: usize, parts: usize, what: &str) -> Result<usize, OpError> {
-    if parts == 0 || n % parts != 0 {
+    if parts == 0 || !n.is_multiple_of(parts) {
         return Err(OpError::invalid(format!(
             "{what}: {n} does not split evenly into {parts} heads"
         )));

@@ -85,7 +85,7 @@ impl Kernel for TensorScatter {
         let outer: usize = ps[..axis].iter().product();
         let (max_len, len) = (ps[axis], us[axis]);
         let inner: usize = ps[axis + 1..].iter().product();
-        let per_batch = if batch == 0 { 0 } else { outer / batch };
+        let per_batch = outer.checked_div(batch).unwrap_or(0);
 
         // Output element i reads element indices[i] of [past; update].
         let mut indices: Vec<usize> = (0..past.len()).collect();
