@@ -162,7 +162,10 @@ fn pick_and_reduce<R: Real>(
 ) -> Result<Loss<R>, OpError> {
     let (n, c, d) = ncd(x_shape)?;
     let target_t = inputs.tensor(1)?;
-    let expected: Vec<usize> = [n].into_iter().chain(x_shape[2..].iter().copied()).collect();
+    let expected: Vec<usize> = [n]
+        .into_iter()
+        .chain(x_shape[2..].iter().copied())
+        .collect();
     if target_t.shape() != expected.as_slice() {
         return Err(OpError::input(
             1,
@@ -257,14 +260,17 @@ mod tests {
         let target = Tensor::from_vec([2, 2], vec![2i64, 1, 0, 2]).unwrap();
         let weight = Tensor::from_vec([3], vec![0.2f32, 0.3, 0.1]).unwrap();
         let run = |a: LossAttrs, w: Option<Tensor>| {
-            let out = nll::<f32>(&a, &inputs(vec![Some(x.clone()), Some(target.clone()), w]))
-                .unwrap();
+            let out =
+                nll::<f32>(&a, &inputs(vec![Some(x.clone()), Some(target.clone()), w])).unwrap();
             match &out[0] {
                 Value::Tensor(t) => t.as_slice::<f32>().unwrap().to_vec(),
                 _ => unreachable!(),
             }
         };
-        assert_eq!(run(attrs(Reduction::None, None), None), [-3.0, -2.0, -0.0, -2.0]);
+        assert_eq!(
+            run(attrs(Reduction::None, None), None),
+            [-3.0, -2.0, -0.0, -2.0]
+        );
         let sum = run(attrs(Reduction::Sum, None), Some(weight.clone()))[0];
         assert!((sum + 1.1).abs() < 1e-6, "{sum}");
         let mean = run(attrs(Reduction::Mean, None), Some(weight))[0];

@@ -230,7 +230,9 @@ impl Kernel for Generate {
         let values: Vec<f64> = (0..len)
             .map(|_| self.distribution.draw(&mut sampler))
             .collect();
-        Ok(vec![Tensor::new(shape, f64::to_data(values, dtype)?)?.into()])
+        Ok(vec![
+            Tensor::new(shape, f64::to_data(values, dtype)?)?.into()
+        ])
     }
 }
 
@@ -302,7 +304,9 @@ impl Kernel for Bernoulli {
             })
             .collect::<Result<Vec<bool>, _>>()?;
         let dtype = self.dtype.unwrap_or(pt.dtype());
-        Ok(vec![with_num_type(dtype, FromFlags(&flags, pt.shape()))??.into()])
+        Ok(vec![
+            with_num_type(dtype, FromFlags(&flags, pt.shape()))??.into()
+        ])
     }
 }
 
@@ -378,7 +382,9 @@ impl Kernel for Multinomial {
         }
         let shape = [batch, self.sample_size];
         let tensor = match self.dtype {
-            DataType::Int32 => Tensor::from_vec(shape, out.into_iter().map(|c| c as i32).collect())?,
+            DataType::Int32 => {
+                Tensor::from_vec(shape, out.into_iter().map(|c| c as i32).collect())?
+            }
             _ => Tensor::from_vec(shape, out)?,
         };
         Ok(vec![tensor.into()])
@@ -411,8 +417,8 @@ mod tests {
             dtype: DataType::Int64,
             sample_size: 200,
         };
-        let x = Tensor::from_vec([2, 3], vec![0f32, f32::NEG_INFINITY, 0.0, 5.0, 5.0, 5.0])
-            .unwrap();
+        let x =
+            Tensor::from_vec([2, 3], vec![0f32, f32::NEG_INFINITY, 0.0, 5.0, 5.0, 5.0]).unwrap();
         let out = op.run(Inputs::new(vec![Some(x.into())])).unwrap();
         let Value::Tensor(t) = &out[0] else { panic!() };
         let v = t.as_slice::<i64>().unwrap();

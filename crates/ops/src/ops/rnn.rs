@@ -71,17 +71,32 @@ enum Activation {
     Tanh,
     Sigmoid,
     /// `alpha·x + beta`.
-    Affine { alpha: f32, beta: f32 },
+    Affine {
+        alpha: f32,
+        beta: f32,
+    },
     /// `x` if `x >= 0`, else `alpha·x`.
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     /// `x` if `x >= alpha`, else 0.
-    ThresholdedRelu { alpha: f32 },
+    ThresholdedRelu {
+        alpha: f32,
+    },
     /// `alpha·tanh(beta·x)`.
-    ScaledTanh { alpha: f32, beta: f32 },
+    ScaledTanh {
+        alpha: f32,
+        beta: f32,
+    },
     /// `min(max(alpha·x + beta, 0), 1)`.
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     /// `x` if `x >= 0`, else `alpha·(eˣ - 1)`.
-    Elu { alpha: f32 },
+    Elu {
+        alpha: f32,
+    },
     /// `x / (1 + |x|)`.
     Softsign,
     /// `ln(1 + eˣ)`.
@@ -272,7 +287,9 @@ fn parse_activations(
         let defaults = cell.default_activations().iter().map(|s| s.to_string());
         defaults.cycle().take(per_direction * directions).collect()
     });
-    let alphas = info.attr_floats_opt("activation_alpha")?.unwrap_or_default();
+    let alphas = info
+        .attr_floats_opt("activation_alpha")?
+        .unwrap_or_default();
     let betas = info.attr_floats_opt("activation_beta")?.unwrap_or_default();
     let (mut alphas, mut betas) = (alphas.into_iter(), betas.into_iter());
     let parsed = names
@@ -428,12 +445,15 @@ impl Recurrent {
                 ints_input(t, 4)?
                     .into_iter()
                     .map(|l| {
-                        usize::try_from(l).ok().filter(|&l| l <= seq).ok_or_else(|| {
-                            OpError::input(
-                                4,
-                                format!("sequence length {l} is outside [0, {seq}]"),
-                            )
-                        })
+                        usize::try_from(l)
+                            .ok()
+                            .filter(|&l| l <= seq)
+                            .ok_or_else(|| {
+                                OpError::input(
+                                    4,
+                                    format!("sequence length {l} is outside [0, {seq}]"),
+                                )
+                            })
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }
@@ -677,8 +697,7 @@ impl<R: Real> Layer<'_, R> {
                         };
                         for j in 0..hidden {
                             let c_prev = cb[j];
-                            let i = act[0]
-                                .apply(self.clip(p[j] + q[j] + peep(0, j) * c_prev));
+                            let i = act[0].apply(self.clip(p[j] + q[j] + peep(0, j) * c_prev));
                             let f = if input_forget {
                                 R::one() - i
                             } else {
@@ -757,7 +776,13 @@ mod tests {
         assert_eq!(Activation::Softplus.apply(1000f32), 1000.0);
         assert_eq!(Activation::Softplus.apply(-1000f32), 0.0);
         assert!((Activation::Softplus.apply(0f64) - 2f64.ln()).abs() < 1e-15);
-        assert_eq!(Activation::ThresholdedRelu { alpha: 1.0 }.apply(0.5f32), 0.0);
-        assert_eq!(Activation::Elu { alpha: 2.0 }.apply(-1f64), 2.0 * (-1f64).exp_m1());
+        assert_eq!(
+            Activation::ThresholdedRelu { alpha: 1.0 }.apply(0.5f32),
+            0.0
+        );
+        assert_eq!(
+            Activation::Elu { alpha: 2.0 }.apply(-1f64),
+            2.0 * (-1f64).exp_m1()
+        );
     }
 }

@@ -13,8 +13,8 @@
 use runnx_ir::{DataType, Tensor, Value};
 
 use super::norm::Real;
-use super::shape::int_scalar_input;
 use super::shape::dispatch::to_f64_vec;
+use super::shape::int_scalar_input;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
 const TRAINING: &str = "ai.onnx.preview.training";
@@ -216,13 +216,13 @@ impl Kernel for Optimizer {
 
         let per_tensor = 2 + rule.states();
         let variadic = inputs.len().saturating_sub(2);
-        if variadic == 0 || variadic % per_tensor != 0 {
+        let n = variadic / per_tensor;
+        if n == 0 || n * per_tensor != variadic {
             return Err(OpError::invalid(format!(
                 "{} expects R, T and then {per_tensor} groups of n tensors, got {variadic} tensors after T",
                 rule.name()
             )));
         }
-        let n = variadic / per_tensor;
         let rate = rule.rate(r, t);
         // Outputs grouped as the inputs are: every X', then every state' in order.
         let mut x_out = Vec::with_capacity(n);
@@ -304,8 +304,14 @@ mod tests {
             nesterov: false,
         };
         let mut v = [1.0];
-        assert_eq!(rule.update(0.5, 0, 2.0, 3.0, &mut v), 2.0 - 0.5 * (0.9 + 3.0));
+        assert_eq!(
+            rule.update(0.5, 0, 2.0, 3.0, &mut v),
+            2.0 - 0.5 * (0.9 + 3.0)
+        );
         let mut v = [1.0];
-        assert_eq!(rule.update(0.5, 1, 2.0, 3.0, &mut v), 2.0 - 0.5 * (0.9 * 1.0 + 0.1 * 3.0));
+        assert_eq!(
+            rule.update(0.5, 1, 2.0, 3.0, &mut v),
+            2.0 - 0.5 * (0.9 * 1.0 + 0.1 * 3.0)
+        );
     }
 }
