@@ -216,13 +216,13 @@ impl Kernel for Optimizer {
 
         let per_tensor = 2 + rule.states();
         let variadic = inputs.len().saturating_sub(2);
-        if variadic == 0 || variadic % per_tensor != 0 {
+        let n = variadic / per_tensor;
+        if n == 0 || n * per_tensor != variadic {
             return Err(OpError::invalid(format!(
                 "{} expects R, T and then {per_tensor} groups of n tensors, got {variadic} tensors after T",
                 rule.name()
             )));
         }
-        let n = variadic / per_tensor;
         let rate = rule.rate(r, t);
         // Outputs grouped as the inputs are: every X', then every state' in order.
         let mut x_out = Vec::with_capacity(n);
