@@ -273,6 +273,7 @@ fn reduce_numeric<T: Reducible>(op: Reduction, x: &[T], layout: &Layout) -> Vec<
         }
         Reduction::Max => finish(max_of(x, layout), |a| a),
         Reduction::Min => {
+            #[allow(clippy::eq_op)] // `b != b` is the generic NaN test.
             let min = |a: T::Acc, b: T::Acc| if b < a || b != b { b } else { a };
             let acc = fold(
                 x,
