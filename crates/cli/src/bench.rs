@@ -1,12 +1,12 @@
 //! `runnx bench`: latency of repeated runs on random (or given) inputs.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use runnx_ir::Value;
-use runnx_runtime::{Session, SessionOptions};
+use runnx_runtime::{Session, SessionOptions, StepProfile};
 
 use crate::inputs::{
     concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_tensor,
@@ -51,6 +51,15 @@ pub struct Args {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// After timing, profile runs node by node: time per op type and the slowest nodes.
+    #[arg(long)]
+    profile: bool,
+    /// With --profile: how many of the slowest nodes to list.
+    #[arg(long, default_value_t = 15)]
+    top: usize,
+    /// Write a Chrome trace (chrome://tracing, Perfetto) of the profiled runs; implies --profile.
+    #[arg(long, value_name = "FILE.json")]
+    trace: Option<PathBuf>,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -145,6 +154,10 @@ pub fn main(args: Args) -> Result<()> {
         ms.len(),
         1e3 / median
     );
+    if args.profile || args.trace.is_some() {
+        let runs = ms.len().clamp(5, 200);
+        profile(&session, &feeds, runs, args.top, args.trace.as_deref())?;
+    }
     if args.json {
         let json = serde_json::json!({
             "model": args.model.display().to_string(),
@@ -153,5 +166,116 @@ pub fn main(args: Args) -> Result<()> {
         });
         println!("{json}");
     }
+    Ok(())
+}
+
+/// Runs `runs` profiled runs and prints the time per op type and the slowest nodes (medians over
+/// the runs); optionally writes every run as a Chrome trace.
+fn profile(
+    session: &Session,
+    feeds: &[(String, Value)],
+    runs: usize,
+    top: usize,
+    trace: Option<&Path>,
+) -> Result<()> {
+    let mut all_runs: Vec<(Instant, Instant, Vec<StepProfile>)> = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let (_, steps) = session.run_profiled(feeds.to_vec(), None)?;
+        all_runs.push((start, Instant::now(), steps));
+    }
+    // Per node (by position in the run): the median of its times over the runs.
+    let nodes = all_runs[0].2.len();
+    let median_of = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let node_ms: Vec<f64> = (0..nodes)
+        .map(|i| {
+            median_of(
+                all_runs
+                    .iter()
+                    .filter_map(|(_, _, steps)| steps.get(i))
+                    .map(|s| s.duration.as_secs_f64() * 1e3)
+                    .collect(),
+            )
+        })
+        .collect();
+    let run_ms = median_of(
+        all_runs
+            .iter()
+            .map(|(a, b, _)| (*b - *a).as_secs_f64() * 1e3)
+            .collect(),
+    );
+    let steps = &all_runs[0].2;
+    let total: f64 = node_ms.iter().sum();
+    let mut by_type: Vec<(String, f64, usize)> = Vec::new();
+    for (step, &t) in steps.iter().zip(&node_ms) {
+        match by_type.iter_mut().find(|(op, _, _)| *op == step.op_type) {
+            Some(entry) => {
+                entry.1 += t;
+                entry.2 += 1;
+            }
+            None => by_type.push((step.op_type.clone(), t, 1)),
+        }
+    }
+    by_type.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "\nprofile: {runs} runs, median run {run_ms:.3} ms, nodes {total:.3} ms ({nodes} nodes; the rest is run overhead)"
+    );
+    println!(
+        "  {:<24} {:>6} {:>10} {:>7}",
+        "op type", "nodes", "ms", "share"
+    );
+    for (op, t, count) in &by_type {
+        println!(
+            "  {op:<24} {count:>6} {t:>10.3} {:>6.1}%",
+            100.0 * t / total.max(f64::MIN_POSITIVE)
+        );
+    }
+    let mut slowest: Vec<usize> = (0..nodes).collect();
+    slowest.sort_by(|&a, &b| node_ms[b].total_cmp(&node_ms[a]));
+    println!("\n  slowest nodes:");
+    for &i in slowest.iter().take(top) {
+        let step = &steps[i];
+        println!(
+            "  {:>8.3} ms  {:<16} {:<32} -> {:?}",
+            node_ms[i],
+            step.op_type,
+            step.name,
+            step.output_shapes.first().cloned().unwrap_or_default()
+        );
+    }
+    if let Some(path) = trace {
+        write_trace(path, &all_runs)?;
+        println!("\n  trace written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Chrome trace event format: one complete ("X") event per node and per run, times in µs.
+fn write_trace(path: &Path, runs: &[(Instant, Instant, Vec<StepProfile>)]) -> Result<()> {
+    let Some(origin) = runs.first().map(|r| r.0) else {
+        return Ok(());
+    };
+    let us = |t: Instant| (t - origin).as_secs_f64() * 1e6;
+    let mut events = Vec::new();
+    for (k, (start, end, steps)) in runs.iter().enumerate() {
+        events.push(serde_json::json!({
+            "name": format!("run {k}"), "cat": "Session", "ph": "X", "pid": 1, "tid": 0,
+            "ts": us(*start), "dur": us(*end) - us(*start),
+        }));
+        for s in steps {
+            events.push(serde_json::json!({
+                "name": if s.name.is_empty() { s.op_type.clone() } else { s.name.clone() },
+                "cat": "Node", "ph": "X", "pid": 1, "tid": 1,
+                "ts": us(s.start), "dur": s.duration.as_secs_f64() * 1e6,
+                "args": { "op_name": s.op_type, "output_shapes": s.output_shapes },
+            }));
+        }
+    }
+    let file = std::fs::File::create(path).with_context(|| path.display().to_string())?;
+    serde_json::to_writer(std::io::BufWriter::new(file), &events)
+        .with_context(|| path.display().to_string())?;
     Ok(())
 }

@@ -11,8 +11,10 @@
 
 mod error;
 mod inline;
+mod optimize;
 mod plan;
 mod session;
 
 pub use error::RuntimeError;
+pub use plan::StepProfile;
 pub use session::{OptimizationLevel, Session, SessionOptions};

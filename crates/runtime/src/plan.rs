@@ -3,12 +3,24 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use runnx_ir::{Graph, Node, Tensor, Value, ValueInfo, ValueType};
 use runnx_ops::{Inputs, Kernel, NodeInfo, OpError, Registry, Subgraph, SubgraphCompiler};
 
 use crate::inline::inline_functions;
 use crate::RuntimeError;
+
+/// The time one step took in a profiled run.
+#[derive(Clone, Debug)]
+pub struct StepProfile {
+    pub name: String,
+    pub op_type: String,
+    pub start: Instant,
+    pub duration: Duration,
+    /// Shapes of the tensor outputs (empty for non-tensor values).
+    pub output_shapes: Vec<Vec<usize>>,
+}
 
 /// What every graph of a model is planned with.
 pub(crate) struct PlanContext<'a> {
@@ -22,6 +34,9 @@ pub(crate) struct PlanContext<'a> {
 struct Step {
     /// How errors name the node.
     label: String,
+    /// The node's name and op type, for profiles.
+    name: String,
+    op_type: String,
     kernel: Box<dyn Kernel>,
     /// Slots of the declared inputs (`None` for absent optional inputs), then implicit inputs.
     inputs: Vec<Option<usize>>,
@@ -184,6 +199,8 @@ impl GraphPlan {
             }
             let step = Step {
                 label,
+                name: node.name.clone(),
+                op_type: node.op_type.clone(),
                 kernel,
                 inputs: input_slots,
                 outputs: output_slots,
@@ -317,11 +334,13 @@ impl GraphPlan {
     }
 
     /// Runs the plan. `feeds` are values for `self.inputs` slots, `captured` for captured names.
+    /// With `profile`, appends one record per executed step.
     pub fn execute(
         &self,
         feeds: Vec<(usize, Value)>,
         captured: &[Value],
         wanted: &[usize],
+        mut profile: Option<&mut Vec<StepProfile>>,
     ) -> Result<Vec<Value>, RuntimeError> {
         let mut slots: Vec<Option<Value>> = vec![None; self.num_slots];
         for (slot, value) in &self.constants {
@@ -350,10 +369,27 @@ impl GraphPlan {
                     })
                 })
                 .collect();
+            let started = profile.as_ref().map(|_| Instant::now());
             let outs = step
                 .kernel
                 .run(Inputs::new(values))
                 .map_err(|e| RuntimeError::node(&step.label, e))?;
+            if let (Some(records), Some(started)) = (profile.as_deref_mut(), started) {
+                records.push(StepProfile {
+                    name: step.name.clone(),
+                    op_type: step.op_type.clone(),
+                    start: started,
+                    duration: started.elapsed(),
+                    output_shapes: outs
+                        .iter()
+                        .map(|v| {
+                            v.as_tensor()
+                                .map(|t| t.shape().to_vec())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                });
+            }
             if outs.len()
                 < step
                     .outputs
@@ -387,6 +423,10 @@ impl GraphPlan {
                 })
             })
             .collect()
+    }
+
+    pub fn num_steps(&self) -> usize {
+        self.steps.len()
     }
 
     pub fn output_slots(&self) -> Vec<usize> {
@@ -549,7 +589,7 @@ impl Subgraph for PlannedSubgraph {
             .zip(inputs)
             .collect();
         self.plan
-            .execute(feeds, captured, &self.plan.output_slots())
+            .execute(feeds, captured, &self.plan.output_slots(), None)
             .map_err(|e| OpError::invalid(format!("in subgraph: {e}")))
     }
 

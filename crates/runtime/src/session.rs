@@ -6,7 +6,7 @@ use std::path::Path;
 
 use runnx_ir::{Dim, Model, Value, ValueInfo, ValueType};
 
-use crate::plan::{GraphPlan, PlanContext};
+use crate::plan::{GraphPlan, PlanContext, StepProfile};
 use crate::RuntimeError;
 
 /// Graph optimization levels, as in onnxruntime.
@@ -62,6 +62,8 @@ impl Session {
             .thread_name(|i| format!("runnx-{i}"))
             .build()
             .map_err(|e| RuntimeError::Model(format!("cannot start {threads} threads: {e}")))?;
+        let mut model = model;
+        crate::optimize::optimize(&mut model, options.optimization_level);
         let ctx = PlanContext {
             registry: runnx_ops::registry(),
             opsets: &model.opset_imports,
@@ -69,7 +71,6 @@ impl Session {
             fold_constants: options.optimization_level >= OptimizationLevel::Basic,
         };
         let plan = pool.install(|| GraphPlan::build(&model.graph, &ctx, &HashSet::new()))?;
-        let mut model = model;
         // The plan holds what it needs; keep metadata, signatures and initializers list for
         // inspection but not the node bodies twice.
         model.graph.nodes.clear();
@@ -100,6 +101,27 @@ impl Session {
         &self,
         feeds: Vec<(String, Value)>,
         output_names: Option<&[String]>,
+    ) -> Result<Vec<Value>, RuntimeError> {
+        self.run_inner(feeds, output_names, None)
+    }
+
+    /// As [`Session::run`], and also returns the time each top-level node took, in execution
+    /// order (nodes inside If/Loop/Scan bodies count in their parent's time).
+    pub fn run_profiled(
+        &self,
+        feeds: Vec<(String, Value)>,
+        output_names: Option<&[String]>,
+    ) -> Result<(Vec<Value>, Vec<StepProfile>), RuntimeError> {
+        let mut records = Vec::with_capacity(self.plan.num_steps());
+        let outputs = self.run_inner(feeds, output_names, Some(&mut records))?;
+        Ok((outputs, records))
+    }
+
+    fn run_inner(
+        &self,
+        feeds: Vec<(String, Value)>,
+        output_names: Option<&[String]>,
+        profile: Option<&mut Vec<StepProfile>>,
     ) -> Result<Vec<Value>, RuntimeError> {
         let mut slots = Vec::with_capacity(feeds.len());
         let mut seen = HashSet::new();
@@ -151,7 +173,8 @@ impl Session {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        self.pool.install(|| self.plan.execute(slots, &[], &wanted))
+        self.pool
+            .install(|| self.plan.execute(slots, &[], &wanted, profile))
     }
 }
 

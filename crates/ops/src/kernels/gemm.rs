@@ -208,12 +208,25 @@ pub enum Activation<T> {
         min: T,
         max: T,
     },
+    /// `x` for `x >= 0`, else `alpha·x`.
+    LeakyRelu {
+        alpha: T,
+    },
+}
+
+/// A matrix of C's shape added after the bias and before the activation (a residual
+/// connection): element `(i, j)` is `data[i * row_stride + j]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Residual<'a, T> {
+    pub data: &'a [T],
+    pub row_stride: usize,
 }
 
 /// What happens to each output tile once its products are summed.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a, T> {
     pub bias: Bias<'a, T>,
+    pub residual: Option<Residual<'a, T>>,
     pub activation: Activation<T>,
 }
 
@@ -222,6 +235,7 @@ impl<'a, T> Epilogue<'a, T> {
     pub fn none() -> Self {
         Epilogue {
             bias: Bias::None,
+            residual: None,
             activation: Activation::Identity,
         }
     }
@@ -229,14 +243,15 @@ impl<'a, T> Epilogue<'a, T> {
     pub fn with_bias(bias: Bias<'a, T>) -> Self {
         Epilogue {
             bias,
+            residual: None,
             activation: Activation::Identity,
         }
     }
 
     fn is_identity(&self) -> bool {
         matches!(
-            (&self.bias, &self.activation),
-            (Bias::None, Activation::Identity)
+            (&self.bias, &self.residual, &self.activation),
+            (Bias::None, None, Activation::Identity)
         )
     }
 }
@@ -402,6 +417,15 @@ pub fn gemm<T: GemmScalar>(
             )));
         }
         _ => {}
+    }
+    if let Some(r) = epilogue.residual {
+        if m > 0 && n > 0 && (r.row_stride < n || r.data.len() < (m - 1) * r.row_stride + n) {
+            return Err(OpError::invalid(format!(
+                "gemm: residual of {} elements (row stride {}) does not cover {m}x{n}",
+                r.data.len(),
+                r.row_stride
+            )));
+        }
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -719,12 +743,24 @@ fn apply_epilogue<T: GemmScalar>(
             row.iter_mut().for_each(|v| *v = v.add(b));
         }
         Bias::PerColumn(bias) => {
-            for (v, &b) in row.iter_mut().zip(&bias[cols]) {
+            for (v, &b) in row.iter_mut().zip(&bias[cols.clone()]) {
                 *v = v.add(b);
             }
         }
     }
-    match e.activation {
+    if let Some(r) = e.residual {
+        let start = i * r.row_stride + cols.start;
+        for (v, &z) in row.iter_mut().zip(&r.data[start..start + cols.len()]) {
+            *v = v.add(z);
+        }
+    }
+    apply_activation(e.activation, row);
+}
+
+/// Applies `activation` to every element of `values`.
+pub fn apply_activation<T: GemmScalar>(activation: Activation<T>, values: &mut [T]) {
+    let row = values;
+    match activation {
         Activation::Identity => {}
         Activation::Relu => row.iter_mut().for_each(|v| {
             if *v < T::ZERO {
@@ -736,6 +772,11 @@ fn apply_epilogue<T: GemmScalar>(
                 *v = min;
             } else if *v > max {
                 *v = max;
+            }
+        }),
+        Activation::LeakyRelu { alpha } => row.iter_mut().for_each(|v| {
+            if *v < T::ZERO {
+                *v = v.mul(alpha);
             }
         }),
     }
@@ -1006,6 +1047,7 @@ mod tests {
             0.0,
             MatMut::row_major(&mut c, 2, 2).unwrap(),
             &Epilogue {
+                residual: None,
                 bias: Bias::PerRow(&bias),
                 activation: Activation::Relu,
             },
@@ -1021,6 +1063,7 @@ mod tests {
             0.0,
             MatMut::row_major(&mut c, 2, 2).unwrap(),
             &Epilogue {
+                residual: None,
                 bias: Bias::PerColumn(&col_bias),
                 activation: Activation::Clip {
                     min: 0.0,

@@ -15,7 +15,8 @@ use super::norm::{FloatKind, Real};
 use std::ops::Range;
 
 use crate::kernels::gemm::{
-    gemm, Bias, Epilogue, GemmScalar, Lhs, MatMut, MatRef, Rhs, VirtualMatrix,
+    apply_activation, gemm, Activation, Bias, Epilogue, GemmScalar, Lhs, MatMut, MatRef, Residual,
+    Rhs, VirtualMatrix,
 };
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
@@ -24,6 +25,7 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "ConvTranspose", &[1, 11, 22], build_conv_transpose);
     reg.add("", "ConvInteger", 10, build_conv_integer);
     reg.add_versions("", "DeformConv", &[19, 22], build_deform_conv);
+    reg.add("com.microsoft", "FusedConv", 1, build_fused_conv);
 }
 
 /// Below this many elements, im2col/col2im and small loops stay on one thread.
@@ -556,14 +558,32 @@ fn positive_attr(info: &NodeInfo, name: &str) -> Result<usize, OpError> {
         .ok_or_else(|| OpError::attribute(name, format!("must be >= 1, got {value}")))
 }
 
-/// `Y = conv(X, W) + B` for `T` (f32, f64, or i32 for ConvInteger); `x` is `[N, C, in...]`,
-/// `w` `[M, C/group, k...]`, `bias` `[M]`. Returns `[N, M, out...]` in row-major order.
+/// What is applied to a conv's output while it is computed: `activation(Y + residual)`.
+struct ConvPost<'a, T> {
+    /// Elements in Y's layout (`[N, M, out...]`).
+    residual: Option<&'a [T]>,
+    activation: Activation<T>,
+}
+
+impl<T> ConvPost<'_, T> {
+    fn none() -> Self {
+        ConvPost {
+            residual: None,
+            activation: Activation::Identity,
+        }
+    }
+}
+
+/// `Y = conv(X, W) + B` for `T` (f32, f64, or i32 for ConvInteger), then `post`; `x` is
+/// `[N, C, in...]`, `w` `[M, C/group, k...]`, `bias` `[M]`. Returns `[N, M, out...]` in
+/// row-major order.
 fn conv_forward<T: GemmScalar>(
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
     dims: &ConvDims,
     window: &Window,
+    post: &ConvPost<'_, T>,
 ) -> Result<Vec<T>, OpError> {
     let sampling = window.forward();
     let (in_plane, out_plane, kernel_len) = (
@@ -587,14 +607,28 @@ fn conv_forward<T: GemmScalar>(
     if y.is_empty() {
         return Ok(y);
     }
+    let chunk = mg * out_plane;
+    if post.residual.is_some_and(|z| z.len() != y.len()) {
+        return Err(OpError::invalid(
+            "conv: the residual does not have the output's size",
+        ));
+    }
     let task = |(task, y_g): (usize, &mut [T])| -> Result<(), OpError> {
         let (n, g) = (task / dims.group, task % dims.group);
         let x_g = &x[(n * dims.in_channels + g * cg) * in_plane..][..cg * in_plane];
         let w_g = MatRef::row_major(&w[g * mg * k_dim..][..mg * k_dim], mg, k_dim)?;
-        let epilogue = Epilogue::with_bias(match bias {
-            Some(b) => Bias::PerRow(&b[g * mg..][..mg]),
-            None => Bias::None,
-        });
+        let residual = post.residual.map(|z| &z[task * chunk..][..chunk]);
+        let epilogue = Epilogue {
+            bias: match bias {
+                Some(b) => Bias::PerRow(&b[g * mg..][..mg]),
+                None => Bias::None,
+            },
+            residual: residual.map(|data| Residual {
+                data,
+                row_stride: out_plane,
+            }),
+            activation: post.activation,
+        };
         if cg == 1 && !pointwise {
             // Depthwise: each output channel sums kernel_len shifted copies of one plane; an
             // im2col matrix and a one-row GEMM would cost more than the arithmetic.
@@ -604,6 +638,12 @@ fn conv_forward<T: GemmScalar>(
                 for k in 0..kernel_len {
                     sampling.accumulate_row(x_g, k, w[m * kernel_len + k], out);
                 }
+                if let Some(z) = residual {
+                    for (v, &z) in out.iter_mut().zip(&z[oc * out_plane..][..out_plane]) {
+                        *v = v.add(z);
+                    }
+                }
+                apply_activation(post.activation, out);
             }
             return Ok(());
         }
@@ -634,7 +674,6 @@ fn conv_forward<T: GemmScalar>(
             )
         }
     };
-    let chunk = mg * out_plane;
     if dims.batch * dims.group > 1 && y.len() * k_dim.max(1) >= PARALLEL_ELEMENTS {
         y.par_chunks_mut(chunk).enumerate().try_for_each(task)?;
     } else {
@@ -674,11 +713,15 @@ fn build_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 }
 
 impl Conv {
+    /// `activation(conv(x, w) + b + z)`; `z` (FusedConv's residual) is added in the GEMM's
+    /// epilogue when it has the output's shape, and broadcast afterwards when not.
     fn run_as<R: Real>(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: Option<&Tensor>,
+        z: Option<&Tensor>,
+        activation: FusedActivation,
     ) -> Result<Tensor, OpError> {
         let dims = ConvDims::new(x.shape(), w.shape(), self.group, false)?;
         let kernel = self.window.kernel(Some(&w.shape()[2..]))?;
@@ -696,34 +739,182 @@ impl Conv {
                 ));
             }
         }
+        let mut shape = vec![dims.batch, dims.out_channels];
+        shape.extend_from_slice(&window.output);
+        let residual = z.map(|z| R::read(z, 3)).transpose()?;
+        let fits = z.is_some_and(|z| z.shape() == shape.as_slice());
+        let in_epilogue = activation.in_epilogue::<R>();
+        let post = ConvPost {
+            residual: residual.as_deref().filter(|_| fits),
+            activation: match in_epilogue {
+                Some(a) if fits || z.is_none() => a,
+                _ => Activation::Identity,
+            },
+        };
         let filter = self.filter.as_ref().unwrap_or(w);
-        let y = conv_forward(
+        let mut y = conv_forward(
             &R::read(x, 0)?,
             &R::read(filter, 1)?,
             bias.as_deref(),
             &dims,
             &window,
+            &post,
         )?;
-        let mut shape = vec![dims.batch, dims.out_channels];
-        shape.extend_from_slice(&window.output);
+        if let (Some(z), Some(residual)) = (z.filter(|_| !fits), &residual) {
+            let (out_shape, sum) =
+                crate::kernels::broadcast::binary_map(&y, &shape, residual, z.shape(), |a, b| {
+                    *a + *b
+                })?;
+            (y, shape) = (sum, out_shape.to_vec());
+        }
+        if post.activation == Activation::Identity {
+            activation.apply(&mut y);
+        }
         R::to_tensor(y, x.dtype(), &shape)
     }
 }
 
 impl Kernel for Conv {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
-        let (x, w, b) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.opt_tensor(2)?);
-        if w.dtype() != x.dtype() {
+        run_conv(self, &inputs, None, FusedActivation::Identity)
+    }
+}
+
+fn run_conv(
+    conv: &Conv,
+    inputs: &Inputs,
+    z: Option<&Tensor>,
+    activation: FusedActivation,
+) -> Result<Vec<Value>, OpError> {
+    let (x, w, b) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.opt_tensor(2)?);
+    for (index, t) in [(1, Some(w)), (3, z)] {
+        if let Some(t) = t.filter(|t| t.dtype() != x.dtype()) {
             return Err(OpError::input(
-                1,
-                format!("expected {}, got {}", x.dtype(), w.dtype()),
+                index,
+                format!("expected {}, got {}", x.dtype(), t.dtype()),
             ));
         }
-        let y = match FloatKind::of(x.dtype(), 0)? {
-            FloatKind::F32 => self.run_as::<f32>(x, w, b)?,
-            FloatKind::F64 => self.run_as::<f64>(x, w, b)?,
+    }
+    let y = match FloatKind::of(x.dtype(), 0)? {
+        FloatKind::F32 => conv.run_as::<f32>(x, w, b, z, activation)?,
+        FloatKind::F64 => conv.run_as::<f64>(x, w, b, z, activation)?,
+    };
+    Ok(vec![y.into()])
+}
+
+// ---------------------------------------------------------------------------------------------
+// FusedConv (com.microsoft)
+
+/// The `activation` of onnxruntime's FusedConv, with its `activation_params`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FusedActivation {
+    Identity,
+    Relu,
+    LeakyRelu { alpha: f32 },
+    Clip { min: f32, max: f32 },
+    Sigmoid,
+    Tanh,
+    HardSigmoid { alpha: f32, beta: f32 },
+}
+
+impl FusedActivation {
+    fn parse(info: &NodeInfo) -> Result<FusedActivation, OpError> {
+        let Some(name) = info.attr_string_opt("activation")? else {
+            return Ok(FusedActivation::Identity);
         };
-        Ok(vec![y.into()])
+        let params = info
+            .attr_floats_opt("activation_params")?
+            .unwrap_or_default();
+        let param = |i: usize| {
+            params.get(i).copied().ok_or_else(|| {
+                OpError::attribute(
+                    "activation_params",
+                    format!("{name} needs {} parameter(s), got {}", i + 1, params.len()),
+                )
+            })
+        };
+        Ok(match name.as_str() {
+            "Relu" => FusedActivation::Relu,
+            "LeakyRelu" => FusedActivation::LeakyRelu { alpha: param(0)? },
+            "Clip" => FusedActivation::Clip {
+                min: param(0)?,
+                max: param(1)?,
+            },
+            "Sigmoid" => FusedActivation::Sigmoid,
+            "Tanh" => FusedActivation::Tanh,
+            "HardSigmoid" => FusedActivation::HardSigmoid {
+                alpha: param(0)?,
+                beta: param(1)?,
+            },
+            other => {
+                return Err(OpError::attribute(
+                    "activation",
+                    format!("unsupported activation '{other}'"),
+                ))
+            }
+        })
+    }
+
+    /// The same function as a GEMM epilogue activation, when there is one.
+    fn in_epilogue<R: Real>(self) -> Option<Activation<R>> {
+        match self {
+            FusedActivation::Identity => Some(Activation::Identity),
+            FusedActivation::Relu => Some(Activation::Relu),
+            FusedActivation::LeakyRelu { alpha } => Some(Activation::LeakyRelu {
+                alpha: R::of(alpha),
+            }),
+            FusedActivation::Clip { min, max } => Some(Activation::Clip {
+                min: R::of(min),
+                max: R::of(max),
+            }),
+            _ => None,
+        }
+    }
+
+    fn apply<R: Real>(self, values: &mut [R]) {
+        if let Some(a) = self.in_epilogue::<R>() {
+            apply_activation(a, values);
+            return;
+        }
+        let one = R::one();
+        match self {
+            FusedActivation::Sigmoid => values
+                .iter_mut()
+                .for_each(|v| *v = one / (one + (-*v).exp())),
+            FusedActivation::Tanh => values.iter_mut().for_each(|v| *v = v.tanh()),
+            FusedActivation::HardSigmoid { alpha, beta } => {
+                let (alpha, beta) = (R::of(alpha), R::of(beta));
+                values
+                    .iter_mut()
+                    .for_each(|v| *v = (alpha * *v + beta).max(R::zero()).min(one));
+            }
+            _ => unreachable!("handled by in_epilogue"),
+        }
+    }
+}
+
+/// onnxruntime's `com.microsoft.FusedConv`: `Y = activation(Conv(X, W, B) + Z)`, what the
+/// graph optimizer makes of a Conv followed by a residual Add and/or an activation.
+struct FusedConv {
+    conv: Conv,
+    activation: FusedActivation,
+}
+
+fn build_fused_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(FusedConv {
+        conv: Conv {
+            window: WindowAttrs::parse(info)?,
+            group: parse_group(info)?,
+            filter: prepare_filter(info.constant(1))?,
+        },
+        activation: FusedActivation::parse(info)?,
+    }))
+}
+
+impl Kernel for FusedConv {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let z = inputs.opt_tensor(3)?;
+        run_conv(&self.conv, &inputs, z, self.activation)
     }
 }
 
@@ -978,7 +1169,7 @@ impl IntegerConv {
         }
         let kernel = self.window.kernel(Some(&w_shape[2..]))?;
         let window = self.window.resolve(&x_shape[2..], &kernel, false)?;
-        let y = conv_forward(x, w, bias, &dims, &window)?;
+        let y = conv_forward(x, w, bias, &dims, &window, &ConvPost::none())?;
         let mut shape = vec![dims.batch, dims.out_channels];
         shape.extend_from_slice(&window.output);
         Ok((shape, y))
@@ -1451,7 +1642,7 @@ mod tests {
             let win = a.resolve(&xs[2..], &ws[2..], false).unwrap();
             let dims = ConvDims::new(xs, ws, group, false).unwrap();
             let got = pool
-                .install(|| conv_forward(&x, &w, None, &dims, &win))
+                .install(|| conv_forward(&x, &w, None, &dims, &win, &ConvPost::none()))
                 .unwrap();
             let want = reference_conv(&x, xs, &w, ws, group, &win);
             assert_eq!(got, want, "{xs:?} {ws:?}");
@@ -1517,6 +1708,7 @@ mod tests {
             None,
             &ConvDims::new(&xs, &ws, 1, false).unwrap(),
             &win,
+            &ConvPost::none(),
         )
         .unwrap();
         let probe: Vec<f64> = (0..y.len()).map(|i| (i % 5) as f64 - 2.0).collect();

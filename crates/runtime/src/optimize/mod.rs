@@ -1,0 +1,122 @@
+//! Graph rewrites applied once, when a session is created, before planning.
+//!
+//! Each pass takes the top-level graph and rewrites it in place, keeping its meaning:
+//! - basic (standard ONNX ops only, so the result is a portable model): BatchNormalization folded
+//!   into the Conv before it, unused initializers dropped. Constant folding happens later, in
+//!   the planner, where the kernels that compute the folded values live.
+//! - extended and all: Conv followed by a residual Add and/or an activation becomes one
+//!   `com.microsoft.FusedConv` node (the op onnxruntime uses for the same fusion, so an
+//!   optimized model saved by runnx also loads there), computed in one pass over the output.
+//!
+//! A pass only touches values it can see every use of: a value read by a subgraph, listed as a
+//! graph output, or read twice is never fused away.
+
+mod conv_bn;
+mod fuse_conv;
+
+use std::collections::HashMap;
+
+use runnx_ir::{AttributeValue, Graph, Model, Node};
+
+use crate::OptimizationLevel;
+
+/// Rewrites `model`'s main graph for `level`.
+pub(crate) fn optimize(model: &mut Model, level: OptimizationLevel) {
+    if level == OptimizationLevel::Disabled {
+        return;
+    }
+    let opset = model.opset("").unwrap_or(1);
+    conv_bn::fold_batch_norms(&mut model.graph, opset);
+    if level >= OptimizationLevel::Extended {
+        if fuse_conv::fuse(&mut model.graph, opset) > 0 {
+            model
+                .opset_imports
+                .entry("com.microsoft".to_string())
+                .or_insert(1);
+        }
+    }
+    drop_unused_initializers(&mut model.graph);
+}
+
+/// How many times each value is read: by node inputs, by subgraphs (any name a subgraph
+/// mentions counts, shadowing aside: conservative), and once more for each graph output.
+pub(crate) fn use_counts(graph: &Graph) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for node in &graph.nodes {
+        for name in node.inputs.iter().filter(|n| !n.is_empty()) {
+            *counts.entry(name.clone()).or_default() += 1;
+        }
+        for_each_subgraph(node, &mut |sub| count_subgraph_names(sub, &mut counts));
+    }
+    for out in &graph.outputs {
+        *counts.entry(out.name.clone()).or_default() += 1;
+    }
+    counts
+}
+
+fn count_subgraph_names(graph: &Graph, counts: &mut HashMap<String, usize>) {
+    for node in &graph.nodes {
+        for name in node.inputs.iter().filter(|n| !n.is_empty()) {
+            *counts.entry(name.clone()).or_default() += 1;
+        }
+        for_each_subgraph(node, &mut |sub| count_subgraph_names(sub, counts));
+    }
+    for out in &graph.outputs {
+        *counts.entry(out.name.clone()).or_default() += 1;
+    }
+}
+
+fn for_each_subgraph(node: &Node, f: &mut impl FnMut(&Graph)) {
+    for attr in &node.attributes {
+        match &attr.value {
+            AttributeValue::Graph(g) => f(g),
+            AttributeValue::Graphs(gs) => gs.iter().for_each(|g| f(g)),
+            _ => {}
+        }
+    }
+}
+
+/// Index of the node producing each value.
+pub(crate) fn producers(graph: &Graph) -> HashMap<String, usize> {
+    let mut map = HashMap::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        for out in node.outputs.iter().filter(|n| !n.is_empty()) {
+            map.insert(out.clone(), i);
+        }
+    }
+    map
+}
+
+/// True for a node of the default ONNX domain with this op type.
+pub(crate) fn is_onnx_op(node: &Node, op_type: &str) -> bool {
+    node.op_type == op_type && (node.domain.is_empty() || node.domain == "ai.onnx")
+}
+
+/// A name not yet used by any value or initializer of `graph`, built from `base`.
+pub(crate) fn fresh_name(graph: &Graph, base: &str) -> String {
+    let taken = |name: &str| {
+        graph.initializers.iter().any(|(n, _)| n == name)
+            || graph.inputs.iter().any(|v| v.name == name)
+            || graph
+                .nodes
+                .iter()
+                .any(|n| n.outputs.iter().any(|o| o == name))
+    };
+    let mut name = base.to_string();
+    let mut k = 1;
+    while taken(&name) {
+        name = format!("{base}_{k}");
+        k += 1;
+    }
+    name
+}
+
+/// Removes initializers nothing reads (weights replaced by folded copies). Initializers that are
+/// also graph inputs stay: a caller may feed them.
+fn drop_unused_initializers(graph: &mut Graph) {
+    let counts = use_counts(graph);
+    let inputs: Vec<String> = graph.inputs.iter().map(|v| v.name.clone()).collect();
+    graph
+        .initializers
+        .retain(|(name, _)| counts.contains_key(name) || inputs.contains(name));
+}
