@@ -126,8 +126,8 @@ mod tests {
         let b = Array::new(vec![2, 3, 4], (0..24).map(|x| x as f32).collect()).unwrap();
         let t = b.transpose(&[2, 0, 1]);
         assert_eq!(t.shape, vec![4, 2, 3]);
-        // t[i, j, k] = b[j, k, i]
-        assert_eq!(t.data[1 * 6 + 1 * 3 + 2], b.data[1 * 12 + 2 * 4 + 1]);
+        // t[i, j, k] = b[j, k, i]: t[1, 1, 2] (offset 6 + 3 + 2) = b[1, 2, 1] (12 + 8 + 1)
+        assert_eq!(t.data[11], b.data[21]);
     }
 
     #[test]

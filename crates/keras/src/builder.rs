@@ -291,7 +291,7 @@ impl Builder {
     }
 
     /// `t` in Keras's layout, as a tensor.
-    pub fn to_logical(&mut self, t: &Tensor) -> Tensor {
+    pub fn logical_tensor(&mut self, t: &Tensor) -> Tensor {
         let value = self.logical(t);
         Tensor {
             value,

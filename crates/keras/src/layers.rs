@@ -279,7 +279,7 @@ fn dense(cx: &mut Cx, l: &Layer, x: Tensor) -> Result<Tensor> {
     let x = if x.perm[r - 1] == r - 1 {
         x
     } else {
-        cx.b.to_logical(&x)
+        cx.b.logical_tensor(&x)
     };
     let k = cx.init(l, "kernel", || w[0].clone());
     let mut shape = x.shape.clone();
@@ -733,7 +733,7 @@ fn layer_norm(cx: &mut Cx, l: &Layer, x: Tensor) -> Result<Tensor> {
     let x = if (k..r).all(|a| x.perm[a] == a) {
         x
     } else {
-        cx.b.to_logical(&x)
+        cx.b.logical_tensor(&x)
     };
     let g = cx.init(l, "gamma", || gamma);
     let b = beta.map(|beta| cx.init(l, "beta", || beta));

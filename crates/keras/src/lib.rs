@@ -38,21 +38,12 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 pub const SUPPORTED_LAYERS: &[&str] = layers::SUPPORTED;
 
 /// Conversion settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// The ONNX opset of the default domain; [`DEFAULT_OPSET`] when `None`.
     pub opset: Option<i64>,
     /// Model inputs to declare channels-first (NCHW) instead of Keras's channels-last.
     pub inputs_as_nchw: Vec<String>,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            opset: None,
-            inputs_as_nchw: Vec::new(),
-        }
-    }
 }
 
 /// Errors reading or converting a Keras model.
