@@ -10,6 +10,12 @@
     outputs = sess.run(None, {name: np.zeros((1, 28, 28), np.float32)})
 
 ``runnx.backend`` implements onnx's backend interface (``runnx.backend.prepare(model).run(x)``).
+``runnx.convert_keras(path)`` converts a Keras model (.h5 or .keras) to ONNX and returns the
+model's bytes, without TensorFlow::
+
+    onnx_bytes = runnx.convert_keras("model.keras")
+    sess = ort.InferenceSession(onnx_bytes)
+
 Errors are ``runnx.RunnxError`` subclasses named like onnxruntime's (``InvalidArgument``,
 ``Fail``, ``NoSuchFile``, ``InvalidProtobuf``...), also importable from
 ``runnx.capi.onnxruntime_pybind11_state``.
@@ -45,6 +51,21 @@ from .session import (
 )
 
 __version__ = _runnx.__version__
+
+
+def convert_keras(path, opset=None, inputs_as_nchw=None):
+    """Convert a Keras model (.h5 from Keras 2 or 3, or a Keras 3 .keras file) to ONNX.
+
+    Returns the serialised ONNX model (``bytes``). ``opset`` picks the ONNX opset (default 17);
+    ``inputs_as_nchw`` lists inputs to declare channels-first instead of Keras's channels-last.
+    An unsupported layer or setting raises ``runnx.NotImplemented`` naming the layer, its class
+    and the setting; an unreadable file ``runnx.InvalidArgument`` or ``runnx.NoSuchFile``.
+    """
+    import os
+
+    return _runnx.convert_keras(os.fspath(path), opset, list(inputs_as_nchw or []))
+
+
 version = __version__
 package_name = "runnx"
 
@@ -66,6 +87,7 @@ __all__ = [
     "RuntimeException",
     "SessionOptions",
     "__version__",
+    "convert_keras",
     "get_all_providers",
     "get_available_providers",
     "get_build_info",

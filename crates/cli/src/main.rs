@@ -1,9 +1,10 @@
-//! `runnx`: inspect, run and benchmark ONNX models from the shell.
+//! `runnx`: inspect, run and benchmark ONNX models, and convert Keras models, from the shell.
 //!
 //! A thin shell over the library crates: every command parses its arguments, calls the library
 //! and prints. Errors end the process with a one-line message on stderr and exit code 1.
 
 mod bench;
+mod convert;
 mod inputs;
 mod inspect;
 mod run;
@@ -27,6 +28,7 @@ enum Command {
     Inspect(inspect::Args),
     Run(run::Args),
     Bench(bench::Args),
+    Convert(convert::Args),
 }
 
 fn main() {
@@ -35,6 +37,7 @@ fn main() {
         Command::Inspect(args) => inspect::main(args),
         Command::Run(args) => run::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Convert(args) => convert::main(args),
     };
     if let Err(e) = result {
         // `{:#}` prints the whole context chain on one line.
