@@ -7,6 +7,7 @@ mod bench;
 mod inputs;
 mod inspect;
 mod run;
+mod tools;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Command {
     Inspect(inspect::Args),
     Run(run::Args),
     Bench(bench::Args),
+    #[command(flatten)]
+    Tools(tools::Command),
 }
 
 fn main() {
@@ -35,6 +38,7 @@ fn main() {
         Command::Inspect(args) => inspect::main(args),
         Command::Run(args) => run::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Tools(command) => tools::main(command),
     };
     if let Err(e) = result {
         // `{:#}` prints the whole context chain on one line.
