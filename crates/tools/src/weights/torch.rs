@@ -9,6 +9,10 @@
 //! [`Unpickler`] runs the binary opcodes of protocols 2 to 5 (what `torch.save` writes) and
 //! interprets only those globals; any other object is kept opaque and skipped. Nothing is ever
 //! imported or called, so a hostile file can at worst fail to load.
+//!
+//! Why not a crate: candle-core's pickle reader comes with all of candle; `serde-pickle` has no
+//! persistent ids (how torch refers to storages); `repugnant-pickle` is a 0.0.1 experiment.
+//! The subset torch writes is small enough to read here.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
