@@ -8,6 +8,7 @@ mod convert;
 mod inputs;
 mod inspect;
 mod run;
+mod tools;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
     Run(run::Args),
     Bench(bench::Args),
     Convert(convert::Args),
+    #[command(flatten)]
+    Tools(tools::Command),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Command::Run(args) => run::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Convert(args) => convert::main(args),
+        Command::Tools(command) => tools::main(command),
     };
     if let Err(e) = result {
         // `{:#}` prints the whole context chain on one line.

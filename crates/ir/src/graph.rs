@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 use crate::types::ValueType;
 
 /// A whole model: metadata, opset imports, the main graph and model-local functions.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Model {
     pub ir_version: i64,
     /// Domain ("" is the default ONNX domain) to opset version.
@@ -45,7 +45,7 @@ pub fn canonical_domain(domain: &str) -> &str {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
     pub name: String,
     pub doc_string: String,
@@ -81,7 +81,7 @@ pub struct ValueInfo {
     pub doc_string: String,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Node {
     pub name: String,
     pub op_type: String,
@@ -117,7 +117,7 @@ impl Node {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Attribute {
     pub name: String,
     pub value: AttributeValue,
@@ -125,7 +125,7 @@ pub struct Attribute {
     pub ref_attr_name: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AttributeValue {
     Float(f32),
     Int(i64),
@@ -176,7 +176,7 @@ pub struct SparseTensor {
 }
 
 /// A model-local function (FunctionProto): a named sub-graph called like an op.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Function {
     pub name: String,
     pub domain: String,

@@ -17,6 +17,10 @@ pub mod proto {
     include!("proto/onnx.rs");
 }
 
+/// The `FileDescriptorSet` of `proto/onnx.proto` (written by `tools/protogen`): lets tools
+/// reflect over the messages (protobuf text format, JSON) without a protobuf compiler.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("proto/onnx.desc");
+
 pub use external::{ExternalData, ExternalDataResolver};
 pub use load::{decode_model, load_model, save_model, LoadedModel};
 
