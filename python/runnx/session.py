@@ -276,6 +276,7 @@ class InferenceSession:
             model,
             int(self._sess_options.intra_op_num_threads),
             int(self._sess_options.graph_optimization_level),
+            self._sess_options.optimized_model_filepath or None,
         )
         self._inputs = [NodeArg(*a) for a in self._sess.inputs()]
         self._outputs = [NodeArg(*a) for a in self._sess.outputs()]

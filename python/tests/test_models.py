@@ -49,3 +49,26 @@ def test_mlp_signature_matches_onnxruntime():
     sess = runnx.InferenceSession(str(model_path("mnist_mlp")))
     (inp,) = sess.get_inputs()
     assert (inp.name, inp.type, inp.shape) == ("flatten_input", "tensor(float)", ["batch", 28, 28])
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("level", ["ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_ALL"])
+def test_optimized_model_file_runs_in_onnxruntime(tmp_path, name, level):
+    """Every optimization level keeps the reference outputs, and the optimized graph runnx saves
+    (fused nodes included) is a model onnxruntime loads and runs to the same outputs."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    path = model_path(name)
+    saved = tmp_path / f"{name}.optimized.onnx"
+    so = runnx.SessionOptions()
+    so.graph_optimization_level = getattr(runnx.GraphOptimizationLevel, level)
+    so.optimized_model_filepath = str(saved)
+    sess = runnx.InferenceSession(str(path), so)
+    inputs = load_npz(path.with_name(f"{name}.inputs.npz"))
+    expected = load_npz(path.with_name(f"{name}.outputs.npz"))
+    ort_options = onnxruntime.SessionOptions()
+    ort_options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reloaded = onnxruntime.InferenceSession(str(saved), ort_options, providers=["CPUExecutionProvider"])
+    for engine in (sess, reloaded):
+        names = [o.name for o in engine.get_outputs()]
+        for out_name, got in zip(names, engine.run(None, inputs)):
+            np.testing.assert_allclose(got, expected[out_name], rtol=1e-4, atol=1e-5, err_msg=out_name)

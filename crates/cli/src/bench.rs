@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use runnx_ir::Value;
-use runnx_runtime::{Session, SessionOptions, StepProfile};
+use runnx_runtime::{OptimizationLevel, Session, SessionOptions, StepProfile};
 
 use crate::inputs::{
     concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_tensor,
@@ -27,6 +27,12 @@ pub struct Args {
     /// Intra-op threads (0: every core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Graph optimizations applied when the session is created.
+    #[arg(long, value_enum, default_value = "all")]
+    optimization: Level,
+    /// Save the optimized graph here (a valid ONNX model).
+    #[arg(long, value_name = "FILE.onnx")]
+    save_optimized: Option<PathBuf>,
     /// Size of a leading dynamic (batch) dimension.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -62,10 +68,25 @@ pub struct Args {
     trace: Option<PathBuf>,
 }
 
+/// `--optimization`: onnxruntime's graph optimization levels.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Level {
+    Disabled,
+    Basic,
+    Extended,
+    All,
+}
+
 pub fn main(args: Args) -> Result<()> {
     let options = SessionOptions {
         intra_op_threads: args.threads,
-        ..Default::default()
+        optimization_level: match args.optimization {
+            Level::Disabled => OptimizationLevel::Disabled,
+            Level::Basic => OptimizationLevel::Basic,
+            Level::Extended => OptimizationLevel::Extended,
+            Level::All => OptimizationLevel::All,
+        },
+        optimized_model_path: args.save_optimized.clone(),
     };
     let session = Session::from_file(&args.model, &options)
         .with_context(|| args.model.display().to_string())?;

@@ -44,16 +44,18 @@ fn optimization_level(level: i64) -> PyResult<OptimizationLevel> {
 impl PySession {
     /// `model` is a path (str or os.PathLike) or the model's bytes.
     #[new]
-    #[pyo3(signature = (model, intra_op_threads = 0, optimization_level = 99))]
+    #[pyo3(signature = (model, intra_op_threads = 0, optimization_level = 99, optimized_model_path = None))]
     fn new(
         py: Python<'_>,
         model: &Bound<'_, PyAny>,
         intra_op_threads: usize,
         optimization_level: i64,
+        optimized_model_path: Option<PathBuf>,
     ) -> PyResult<Self> {
         let options = SessionOptions {
             intra_op_threads,
             optimization_level: self::optimization_level(optimization_level)?,
+            optimized_model_path,
         };
         let session =
             if let Ok(bytes) = model.cast::<PyBytes>() {

@@ -25,6 +25,9 @@ pub struct SessionOptions {
     /// Threads for intra-op parallelism; 0 uses every core.
     pub intra_op_threads: usize,
     pub optimization_level: OptimizationLevel,
+    /// Where to save the graph as optimized (a valid ONNX model), like onnxruntime's
+    /// `SessionOptions.optimized_model_filepath`. Constants the planner folds are not in it.
+    pub optimized_model_path: Option<std::path::PathBuf>,
 }
 
 /// A model planned for execution. `run` may be called from several threads at once.
@@ -64,6 +67,11 @@ impl Session {
             .map_err(|e| RuntimeError::Model(format!("cannot start {threads} threads: {e}")))?;
         let mut model = model;
         crate::optimize::optimize(&mut model, options.optimization_level);
+        if let Some(path) = &options.optimized_model_path {
+            runnx_onnx::save_model(&runnx_ir::convert::model_to_proto(&model), path).map_err(
+                |e| RuntimeError::Model(format!("cannot save the optimized model: {e}")),
+            )?;
+        }
         let ctx = PlanContext {
             registry: runnx_ops::registry(),
             opsets: &model.opset_imports,
