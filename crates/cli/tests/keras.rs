@@ -85,6 +85,18 @@ fn check(name: &str, ext: &str) {
         "{name}.{ext}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The converted model passes runnx's own checker (the pytest runs onnx's full_check).
+    let checked = Command::new(env!("CARGO_BIN_EXE_runnx"))
+        .arg("check")
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{name}.{ext}: runnx check: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let io = read_npz(std::fs::File::open(data().join(format!("{name}.io.npz"))).unwrap()).unwrap();
     let get = |k: &str| io.iter().find(|(n, _)| n == k).map(|(_, t)| t.clone());
     let session = Session::from_file(&onnx, &SessionOptions::default())

@@ -186,6 +186,17 @@ impl MaxPool {
         let s = &r.sampling;
         let work = planes * r.out_plane * s.kernel_len();
         let mut y = vec![T::LOWEST; planes * r.out_plane];
+        if !indices && r.window.input.len() == 2 {
+            for_each_plane(
+                xs,
+                r.in_plane,
+                &mut y,
+                r.out_plane,
+                work,
+                |_, plane, out| max_pool_2d(plane, out, &r.window),
+            );
+            return Ok(vec![Tensor::from_vec(r.out_shape.clone(), y)?.into()]);
+        }
         if !indices {
             for_each_plane(
                 xs,
@@ -244,6 +255,45 @@ impl MaxPool {
             Tensor::from_vec(r.out_shape.clone(), y)?.into(),
             Tensor::from_vec(r.out_shape.clone(), idx)?.into(),
         ])
+    }
+}
+
+/// MaxPool of one 2-D plane into `out` (filled with the lowest value): row by row, for each
+/// input row a window covers and each kernel column, the output columns whose sample falls
+/// inside that row. Padding never wins. (The N-D run visitor took 5.5 ms for ResNet-18's
+/// 3x3 stride-2 pool, 1.8 M compares.)
+fn max_pool_2d<T: MaxElement>(plane: &[T], out: &mut [T], w: &Window) {
+    let (height, width) = (w.input[0] as isize, w.input[1]);
+    let out_width = w.output[1];
+    if out_width == 0 {
+        return;
+    }
+    let step = w.strides[1] as isize;
+    for (row, out_row) in out.chunks_mut(out_width).enumerate() {
+        for kh in 0..w.kernel[0] {
+            let ih = (row * w.strides[0] + kh * w.dilations[0]) as isize - w.pads_begin[0] as isize;
+            if ih < 0 || ih >= height {
+                continue;
+            }
+            let in_row = &plane[ih as usize * width..][..width];
+            for kw in 0..w.kernel[1] {
+                // Output column c samples input column c·step + shift, inside when 0 <= it < width.
+                let shift = (kw * w.dilations[1]) as isize - w.pads_begin[1] as isize;
+                let lo = if shift >= 0 {
+                    0
+                } else {
+                    (-shift + step - 1) / step
+                };
+                let hi = ((width as isize - shift + step - 1) / step).clamp(0, out_width as isize);
+                for c in lo..hi {
+                    let v = in_row[(c * step + shift) as usize];
+                    let o = &mut out_row[c as usize];
+                    if v > *o {
+                        *o = v;
+                    }
+                }
+            }
+        }
     }
 }
 
