@@ -288,9 +288,10 @@ fn max_pool_2d<T: MaxElement>(plane: &[T], out: &mut [T], w: &Window) {
                 for c in lo..hi {
                     let v = in_row[(c * step + shift) as usize];
                     let o = &mut out_row[c as usize];
-                    if v > *o {
-                        *o = v;
-                    }
+                    // A select, not a conditional store: branch-free (ReLU outputs make the
+                    // branch unpredictable). NaN never wins, as in the generic path.
+                    let best = *o;
+                    *o = if v > best { v } else { best };
                 }
             }
         }
