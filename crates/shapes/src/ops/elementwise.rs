@@ -11,13 +11,57 @@ use crate::value::{SymInt, SymValue, MAX_TRACKED_ELEMENTS};
 
 pub fn rule(op: &str) -> Option<Rule> {
     Some(match op {
-        "Abs" | "Acos" | "Acosh" | "Asin" | "Asinh" | "Atan" | "Atanh" | "Ceil" | "Cos" | "Cosh"
-        | "Erf" | "Exp" | "Floor" | "Log" | "Neg" | "Reciprocal" | "Round" | "Sign" | "Sin"
-        | "Sinh" | "Sqrt" | "Tan" | "Tanh" | "Not" | "BitwiseNot" | "Relu" | "LeakyRelu"
-        | "PRelu" | "Elu" | "Selu" | "Celu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Mish"
-        | "Softplus" | "Softsign" | "ThresholdedRelu" | "Gelu" | "Swish" | "Shrink" | "Clip"
-        | "Trilu" | "CumSum" | "CumProd" | "InstanceNormalization" | "GroupNormalization"
-        | "RMSNormalization" | "LpNormalization" | "MeanVarianceNormalization" | "LRN" => unary,
+        "Abs"
+        | "Acos"
+        | "Acosh"
+        | "Asin"
+        | "Asinh"
+        | "Atan"
+        | "Atanh"
+        | "Ceil"
+        | "Cos"
+        | "Cosh"
+        | "Erf"
+        | "Exp"
+        | "Floor"
+        | "Log"
+        | "Neg"
+        | "Reciprocal"
+        | "Round"
+        | "Sign"
+        | "Sin"
+        | "Sinh"
+        | "Sqrt"
+        | "Tan"
+        | "Tanh"
+        | "Not"
+        | "BitwiseNot"
+        | "Relu"
+        | "LeakyRelu"
+        | "PRelu"
+        | "Elu"
+        | "Selu"
+        | "Celu"
+        | "Sigmoid"
+        | "HardSigmoid"
+        | "HardSwish"
+        | "Mish"
+        | "Softplus"
+        | "Softsign"
+        | "ThresholdedRelu"
+        | "Gelu"
+        | "Swish"
+        | "Shrink"
+        | "Clip"
+        | "Trilu"
+        | "CumSum"
+        | "CumProd"
+        | "InstanceNormalization"
+        | "GroupNormalization"
+        | "RMSNormalization"
+        | "LpNormalization"
+        | "MeanVarianceNormalization"
+        | "LRN" => unary,
         "IsNaN" | "IsInf" => unary_to_bool,
         "Softmax" | "LogSoftmax" | "Hardmax" => softmax,
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "BitShift" | "BitwiseAnd" | "BitwiseOr"
@@ -97,9 +141,9 @@ fn common_dtype(ctx: &NodeContext<'_>, inputs: &[usize]) -> RuleResult<DataType>
     for &i in inputs {
         let Ok(t) = ctx.input_dtype(i) else { continue };
         match found {
-            Some((j, d)) if d != t => bail!(
-                "inputs {j} and {i} must have the same element type, they are {d} and {t}"
-            ),
+            Some((j, d)) if d != t => {
+                bail!("inputs {j} and {i} must have the same element type, they are {d} and {t}")
+            }
             Some(_) => {}
             None => found = Some((i, t)),
         }
@@ -183,7 +227,13 @@ fn where_op(ctx: &mut NodeContext<'_>) -> RuleResult {
                 _ => SymInt::Unknown,
             })
             .collect();
-        ctx.set_output_value(0, SymValue { elems, scalar: v.scalar });
+        ctx.set_output_value(
+            0,
+            SymValue {
+                elems,
+                scalar: v.scalar,
+            },
+        );
     }
     Ok(())
 }
@@ -196,7 +246,10 @@ struct Zipped {
 
 fn zip_values(values: &[&SymValue]) -> Option<Zipped> {
     let len = values.iter().map(|v| v.elems.len()).max()?;
-    if values.iter().any(|v| v.elems.len() != len && v.elems.len() != 1) {
+    if values
+        .iter()
+        .any(|v| v.elems.len() != len && v.elems.len() != 1)
+    {
         return None;
     }
     let rows = (0..len)
@@ -214,7 +267,11 @@ fn zip_values(values: &[&SymValue]) -> Option<Zipped> {
 }
 
 /// Sets output 0's value by folding `f` over the inputs' values, element by element.
-fn propagate_values(ctx: &mut NodeContext<'_>, inputs: &[usize], f: fn(&SymInt, &SymInt) -> SymInt) {
+fn propagate_values(
+    ctx: &mut NodeContext<'_>,
+    inputs: &[usize],
+    f: fn(&SymInt, &SymInt) -> SymInt,
+) {
     let values: Option<Vec<&SymValue>> = inputs.iter().map(|&i| ctx.input_value(i)).collect();
     let Some(z) = values.and_then(|v| zip_values(&v)) else {
         return;
@@ -224,12 +281,20 @@ fn propagate_values(ctx: &mut NodeContext<'_>, inputs: &[usize], f: fn(&SymInt, 
         .iter()
         .map(|r| r[1..].iter().fold(r[0].clone(), |acc, x| f(&acc, x)))
         .collect();
-    ctx.set_output_value(0, SymValue { elems, scalar: z.scalar });
+    ctx.set_output_value(
+        0,
+        SymValue {
+            elems,
+            scalar: z.scalar,
+        },
+    );
 }
 
 fn sym_add(a: &SymInt, b: &SymInt) -> SymInt {
     match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => x.checked_add(*y).map_or(SymInt::Unknown, SymInt::Known),
+        (SymInt::Known(x), SymInt::Known(y)) => {
+            x.checked_add(*y).map_or(SymInt::Unknown, SymInt::Known)
+        }
         (x, SymInt::Known(0)) | (SymInt::Known(0), x) => x.clone(),
         _ => SymInt::Unknown,
     }
@@ -237,7 +302,9 @@ fn sym_add(a: &SymInt, b: &SymInt) -> SymInt {
 
 fn sym_sub(a: &SymInt, b: &SymInt) -> SymInt {
     match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => x.checked_sub(*y).map_or(SymInt::Unknown, SymInt::Known),
+        (SymInt::Known(x), SymInt::Known(y)) => {
+            x.checked_sub(*y).map_or(SymInt::Unknown, SymInt::Known)
+        }
         (x, SymInt::Known(0)) => x.clone(),
         (SymInt::Symbol(x), SymInt::Symbol(y)) if x == y => SymInt::Known(0),
         _ => SymInt::Unknown,
@@ -246,7 +313,9 @@ fn sym_sub(a: &SymInt, b: &SymInt) -> SymInt {
 
 fn sym_mul(a: &SymInt, b: &SymInt) -> SymInt {
     match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => x.checked_mul(*y).map_or(SymInt::Unknown, SymInt::Known),
+        (SymInt::Known(x), SymInt::Known(y)) => {
+            x.checked_mul(*y).map_or(SymInt::Unknown, SymInt::Known)
+        }
         (SymInt::Known(0), _) | (_, SymInt::Known(0)) => SymInt::Known(0),
         (x, SymInt::Known(1)) | (SymInt::Known(1), x) => x.clone(),
         _ => SymInt::Unknown,
@@ -296,8 +365,9 @@ fn sym_equal(a: &SymInt, b: &SymInt) -> SymInt {
 fn cast_target(ctx: &NodeContext<'_>) -> RuleResult<DataType> {
     if let Some(AttributeValue::String(name)) = ctx.attr("to") {
         let name = String::from_utf8_lossy(name).to_lowercase();
-        return DataType::from_name(&name)
-            .ok_or_else(|| RuleError::invalid(format!("attribute 'to': unknown element type '{name}'")));
+        return DataType::from_name(&name).ok_or_else(|| {
+            RuleError::invalid(format!("attribute 'to': unknown element type '{name}'"))
+        });
     }
     ctx.attr_dtype("to")?
         .ok_or_else(|| RuleError::invalid("attribute 'to' is required"))
@@ -326,7 +396,8 @@ fn cast_like(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn bit_cast(ctx: &mut NodeContext<'_>) -> RuleResult {
     let to = cast_target(ctx)?;
     if let Ok(from) = ctx.input_dtype(0) {
-        if from.bit_width() != to.bit_width() || from == DataType::String || to == DataType::String {
+        if from.bit_width() != to.bit_width() || from == DataType::String || to == DataType::String
+        {
             bail!("cannot reinterpret {from} as {to}: the element widths differ");
         }
     }
@@ -350,7 +421,10 @@ fn constant(ctx: &mut NodeContext<'_>) -> RuleResult {
         .map(|a| (a.name.clone(), a.value.clone()))
         .collect();
     let [(name, value)] = attrs.as_slice() else {
-        bail!("exactly one of the value attributes must be set, {} are", attrs.len());
+        bail!(
+            "exactly one of the value attributes must be set, {} are",
+            attrs.len()
+        );
     };
     let (dtype, shape) = match (name.as_str(), value) {
         ("value", AttributeValue::Tensor(t)) => (t.dtype(), t.shape().to_vec()),
@@ -363,7 +437,10 @@ fn constant(ctx: &mut NodeContext<'_>) -> RuleResult {
         }
         ("value_ints", AttributeValue::Ints(v)) => {
             if v.len() <= MAX_TRACKED_ELEMENTS {
-                ctx.set_output_value(0, SymValue::vector(v.iter().map(|&n| SymInt::Known(n)).collect()));
+                ctx.set_output_value(
+                    0,
+                    SymValue::vector(v.iter().map(|&n| SymInt::Known(n)).collect()),
+                );
             }
             (DataType::Int64, vec![v.len()])
         }
@@ -382,7 +459,10 @@ fn constant_of_shape(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = fill.as_ref().map_or(DataType::Float, |t| t.dtype());
     if let Some(t) = &fill {
         if t.len() != 1 {
-            bail!("attribute 'value' must hold one element, it has {}", t.len());
+            bail!(
+                "attribute 'value' must hold one element, it has {}",
+                t.len()
+            );
         }
     }
     let shape = if let Some(v) = ctx.input_value(0) {
@@ -439,7 +519,11 @@ fn eye_like(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn dropout(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = ctx.input_dtype(0)?;
     same_as_input(ctx, 0, 0)?;
-    let mask = if ctx.opset() >= 10 { DataType::Bool } else { dtype };
+    let mask = if ctx.opset() >= 10 {
+        DataType::Bool
+    } else {
+        dtype
+    };
     shape_of_input_with(ctx, 0, 1, mask)
 }
 
@@ -518,7 +602,10 @@ fn multinomial(ctx: &mut NodeContext<'_>) -> RuleResult {
     }
     let shape = match ctx.input_shape(0) {
         Ok([batch, _]) => Some(vec![batch.clone(), Dim::Fixed(samples as usize)]),
-        Ok(s) => bail!("input 0 must be 2-D [batch, classes], it has rank {}", s.len()),
+        Ok(s) => bail!(
+            "input 0 must be 2-D [batch, classes], it has rank {}",
+            s.len()
+        ),
         Err(_) => Some(vec![Dim::Unknown, Dim::Fixed(samples as usize)]),
     };
     ctx.set_output_tensor(0, dtype, shape);
@@ -535,7 +622,11 @@ fn batch_normalization(ctx: &mut NodeContext<'_>) -> RuleResult {
             bail!("input 0 (X) must have a channel dimension, it is a scalar");
         }
     }
-    let channels = x.shape.as_ref().and_then(|s| s.get(1).cloned()).unwrap_or(Dim::Unknown);
+    let channels = x
+        .shape
+        .as_ref()
+        .and_then(|s| s.get(1).cloned())
+        .unwrap_or(Dim::Unknown);
     let stats = match ctx.input_tensor(3) {
         Ok(t) => t.clone(),
         Err(RuleError::Unknown) => runnx_ir::TensorType {
@@ -654,7 +745,9 @@ fn arg_reduce(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 #[cfg(test)]
 mod tests {
-    use runnx_ir::{Attribute, AttributeValue, DataType, Dim, Model, Node, Tensor, ValueInfo, ValueType};
+    use runnx_ir::{
+        Attribute, AttributeValue, DataType, Dim, Model, Node, Tensor, ValueInfo, ValueType,
+    };
 
     use crate::{infer, InferOptions};
 
@@ -670,7 +763,12 @@ mod tests {
         }
     }
 
-    fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, AttributeValue)>) -> Node {
+    fn node(
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<(&str, AttributeValue)>,
+    ) -> Node {
         Node {
             op_type: op.into(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
@@ -687,7 +785,12 @@ mod tests {
         }
     }
 
-    fn model(opset: i64, inputs: Vec<ValueInfo>, init: Vec<(&str, Tensor)>, nodes: Vec<Node>) -> Model {
+    fn model(
+        opset: i64,
+        inputs: Vec<ValueInfo>,
+        init: Vec<(&str, Tensor)>,
+        nodes: Vec<Node>,
+    ) -> Model {
         let mut m = Model::default();
         m.opset_imports.insert(String::new(), opset);
         m.graph.inputs = inputs;
@@ -709,7 +812,11 @@ mod tests {
         let m = model(
             17,
             vec![
-                input("a", DataType::Float, vec![sym("batch"), Dim::Fixed(1), Dim::Fixed(4)]),
+                input(
+                    "a",
+                    DataType::Float,
+                    vec![sym("batch"), Dim::Fixed(1), Dim::Fixed(4)],
+                ),
                 input("b", DataType::Float, vec![Dim::Fixed(3), Dim::Fixed(1)]),
             ],
             vec![],
@@ -725,13 +832,25 @@ mod tests {
 
     #[test]
     fn reduce_axes_move_from_attribute_to_input_at_opset_18() {
-        let x = input("x", DataType::Float, vec![sym("n"), Dim::Fixed(3), Dim::Fixed(5)]);
+        let x = input(
+            "x",
+            DataType::Float,
+            vec![sym("n"), Dim::Fixed(3), Dim::Fixed(5)],
+        );
         let axes = Tensor::from_vec(vec![1], vec![-1i64]).unwrap();
         let old = model(
             13,
             vec![x.clone()],
             vec![],
-            vec![node("ReduceMean", &["x"], &["y"], vec![("axes", AttributeValue::Ints(vec![-1])), ("keepdims", AttributeValue::Int(0))])],
+            vec![node(
+                "ReduceMean",
+                &["x"],
+                &["y"],
+                vec![
+                    ("axes", AttributeValue::Ints(vec![-1])),
+                    ("keepdims", AttributeValue::Int(0)),
+                ],
+            )],
         );
         assert_eq!(shape_of(&old, "y").1, Some(vec![sym("n"), Dim::Fixed(3)]));
         let new = model(
@@ -740,14 +859,25 @@ mod tests {
             vec![("axes", axes)],
             vec![node("ReduceMean", &["x", "axes"], &["y"], vec![])],
         );
-        assert_eq!(shape_of(&new, "y").1, Some(vec![sym("n"), Dim::Fixed(3), Dim::Fixed(1)]));
+        assert_eq!(
+            shape_of(&new, "y").1,
+            Some(vec![sym("n"), Dim::Fixed(3), Dim::Fixed(1)])
+        );
         let noop = model(
             18,
             vec![x],
             vec![],
-            vec![node("ReduceMax", &["x"], &["y"], vec![("noop_with_empty_axes", AttributeValue::Int(1))])],
+            vec![node(
+                "ReduceMax",
+                &["x"],
+                &["y"],
+                vec![("noop_with_empty_axes", AttributeValue::Int(1))],
+            )],
         );
-        assert_eq!(shape_of(&noop, "y").1, Some(vec![sym("n"), Dim::Fixed(3), Dim::Fixed(5)]));
+        assert_eq!(
+            shape_of(&noop, "y").1,
+            Some(vec![sym("n"), Dim::Fixed(3), Dim::Fixed(5)])
+        );
     }
 
     #[test]
@@ -756,16 +886,32 @@ mod tests {
         let m = model(
             17,
             vec![],
-            vec![("one", Tensor::scalar(1i64)), ("zero", Tensor::scalar(0i64))],
             vec![
-                node("Constant", &[], &["dims"], vec![("value_ints", AttributeValue::Ints(vec![-1, 2, 3]))]),
-                node("Constant", &[], &["neg"], vec![("value_int", AttributeValue::Int(-1))]),
+                ("one", Tensor::scalar(1i64)),
+                ("zero", Tensor::scalar(0i64)),
+            ],
+            vec![
+                node(
+                    "Constant",
+                    &[],
+                    &["dims"],
+                    vec![("value_ints", AttributeValue::Ints(vec![-1, 2, 3]))],
+                ),
+                node(
+                    "Constant",
+                    &[],
+                    &["neg"],
+                    vec![("value_int", AttributeValue::Int(-1))],
+                ),
                 node("Equal", &["dims", "neg"], &["is_neg"], vec![]),
                 node(
                     "ConstantOfShape",
                     &["three"],
                     &["ones"],
-                    vec![("value", AttributeValue::Tensor(Tensor::from_vec(vec![1], vec![7i64]).unwrap()))],
+                    vec![(
+                        "value",
+                        AttributeValue::Tensor(Tensor::from_vec(vec![1], vec![7i64]).unwrap()),
+                    )],
                 ),
                 node("Where", &["is_neg", "ones", "dims"], &["fixed"], vec![]),
                 node("Mul", &["fixed", "one"], &["m"], vec![]),
@@ -774,10 +920,16 @@ mod tests {
             ],
         );
         let mut m = m;
-        m.graph.initializers.push(("three".into(), Tensor::from_vec(vec![1], vec![3i64]).unwrap()));
+        m.graph.initializers.push((
+            "three".into(),
+            Tensor::from_vec(vec![1], vec![3i64]).unwrap(),
+        ));
         assert_eq!(
             shape_of(&m, "out"),
-            (DataType::Float, Some(vec![Dim::Fixed(7), Dim::Fixed(2), Dim::Fixed(3)]))
+            (
+                DataType::Float,
+                Some(vec![Dim::Fixed(7), Dim::Fixed(2), Dim::Fixed(3)])
+            )
         );
     }
 
@@ -785,31 +937,74 @@ mod tests {
     fn layer_norm_statistics_and_legacy_cast() {
         let m = model(
             17,
-            vec![input("x", DataType::Float16, vec![sym("b"), Dim::Fixed(3), Dim::Fixed(5)])],
+            vec![input(
+                "x",
+                DataType::Float16,
+                vec![sym("b"), Dim::Fixed(3), Dim::Fixed(5)],
+            )],
             vec![],
             vec![
-                node("LayerNormalization", &["x", "x"], &["y", "mean", "inv"], vec![("axis", AttributeValue::Int(1))]),
-                node("ArgMax", &["x"], &["idx"], vec![("axis", AttributeValue::Int(-1)), ("keepdims", AttributeValue::Int(0))]),
+                node(
+                    "LayerNormalization",
+                    &["x", "x"],
+                    &["y", "mean", "inv"],
+                    vec![("axis", AttributeValue::Int(1))],
+                ),
+                node(
+                    "ArgMax",
+                    &["x"],
+                    &["idx"],
+                    vec![
+                        ("axis", AttributeValue::Int(-1)),
+                        ("keepdims", AttributeValue::Int(0)),
+                    ],
+                ),
             ],
         );
-        assert_eq!(shape_of(&m, "mean"), (DataType::Float, Some(vec![sym("b"), Dim::Fixed(1), Dim::Fixed(1)])));
-        assert_eq!(shape_of(&m, "idx"), (DataType::Int64, Some(vec![sym("b"), Dim::Fixed(3)])));
+        assert_eq!(
+            shape_of(&m, "mean"),
+            (
+                DataType::Float,
+                Some(vec![sym("b"), Dim::Fixed(1), Dim::Fixed(1)])
+            )
+        );
+        assert_eq!(
+            shape_of(&m, "idx"),
+            (DataType::Int64, Some(vec![sym("b"), Dim::Fixed(3)]))
+        );
         let cast = model(
             1,
             vec![input("x", DataType::Float, vec![Dim::Fixed(2)])],
             vec![],
-            vec![node("Cast", &["x"], &["y"], vec![("to", AttributeValue::String(b"INT64".to_vec()))])],
+            vec![node(
+                "Cast",
+                &["x"],
+                &["y"],
+                vec![("to", AttributeValue::String(b"INT64".to_vec()))],
+            )],
         );
-        assert_eq!(shape_of(&cast, "y"), (DataType::Int64, Some(vec![Dim::Fixed(2)])));
+        assert_eq!(
+            shape_of(&cast, "y"),
+            (DataType::Int64, Some(vec![Dim::Fixed(2)]))
+        );
     }
 
     #[test]
     fn bad_axes_and_shapes_are_errors_not_panics() {
         let m = model(
             13,
-            vec![input("x", DataType::Float, vec![Dim::Fixed(2), Dim::Fixed(3)])],
+            vec![input(
+                "x",
+                DataType::Float,
+                vec![Dim::Fixed(2), Dim::Fixed(3)],
+            )],
             vec![],
-            vec![node("Softmax", &["x"], &["y"], vec![("axis", AttributeValue::Int(5))])],
+            vec![node(
+                "Softmax",
+                &["x"],
+                &["y"],
+                vec![("axis", AttributeValue::Int(5))],
+            )],
         );
         assert!(infer(&m, &InferOptions { strict: true }).is_err());
         let m = model(
