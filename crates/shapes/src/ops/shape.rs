@@ -176,7 +176,8 @@ fn reshape(ctx: &mut NodeContext<'_>) -> RuleResult {
     let allowzero = ctx.opset() >= 14 && ctx.attr_int_or("allowzero", 0)? != 0;
     let dims = reshape_dims(input.as_deref(), &target, allowzero)?;
     if let Some(v) = ctx.input_value(0) {
-        if dims.len() <= 1 && dims.iter().all(|d| *d == Dim::Fixed(v.elems.len())) {
+        let n = v.elems.len();
+        if (dims.is_empty() && n == 1) || dims == [Dim::Fixed(n)] {
             let value = SymValue {
                 elems: v.elems.clone(),
                 scalar: dims.is_empty(),
@@ -547,7 +548,8 @@ fn slice_len(n: i64, start: i64, end: i64, step: i64) -> usize {
     len.max(0) as usize
 }
 
-/// Slice: each sliced axis gets the length of `start:end:step`.
+/// Slice: each sliced axis gets the length of `start:end:step`; `0:n:1` with a named `n` (a
+/// computed length, assumed in range) gives the size `n`.
 fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, dims) = start(ctx)?;
     let r = dims.len();
@@ -556,13 +558,14 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
         true => ctx.input_ints(i).map(Some),
         false => Some(None),
     };
+    let known = |v: Vec<i64>| v.into_iter().map(SymInt::Known).collect::<Vec<_>>();
     let (starts, ends, axes, steps) = if ctx.opset() < 10 {
         let (Some(s), Some(e)) = (ctx.attr_ints("starts")?, ctx.attr_ints("ends")?) else {
             bail!("attributes 'starts' and 'ends' are required");
         };
-        (Some(s), Some(e), Some(ctx.attr_ints("axes")?), Some(None))
+        (Some(known(s)), Some(known(e)), Some(ctx.attr_ints("axes")?), Some(None))
     } else {
-        (ctx.input_ints(1), ctx.input_ints(2), optional(3), optional(4))
+        (input_syms(ctx, 1), input_syms(ctx, 2), optional(3), optional(4))
     };
     let Some(axes) = axes else {
         ctx.set_output_tensor(0, dtype, Some(vec![Dim::Unknown; r]));
@@ -596,23 +599,27 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
     let axes = normalize_axes(&axes, r)?;
     let mut out = dims.clone();
     for (k, &a) in axes.iter().enumerate() {
-        let (s, e, st) = (starts[k], ends[k], steps[k]);
-        if st == 0 {
+        let step = steps[k];
+        if step == 0 {
             bail!("slice step on axis {a} is 0");
         }
-        out[a] = match &dims[a] {
-            Dim::Fixed(n) => Dim::Fixed(slice_len(*n as i64, s, e, st)),
-            d if st == 1 && s == 0 && e >= i32::MAX as i64 => d.clone(),
+        out[a] = match (&dims[a], &starts[k], &ends[k]) {
+            (Dim::Fixed(n), SymInt::Known(s), SymInt::Known(e)) => {
+                Dim::Fixed(slice_len(*n as i64, *s, *e, step))
+            }
+            (d, SymInt::Known(0), SymInt::Known(e)) if step == 1 && *e >= i32::MAX as i64 => {
+                d.clone()
+            }
+            (_, SymInt::Known(0), e @ SymInt::Symbol(_)) if step == 1 => e.to_dim(),
             _ => Dim::Unknown,
         };
     }
     if let (Some(v), [0], [step]) = (ctx.input_value(0), axes.as_slice(), steps.as_slice()) {
-        if !v.scalar {
+        if let (false, SymInt::Known(s), SymInt::Known(e)) = (v.scalar, &starts[0], &ends[0]) {
             let n = v.elems.len() as i64;
-            let (s, e) = (starts[0], ends[0]);
-            let resolve = |x: i64| if x < 0 { x + n } else { x };
-            let (mut i, len) = (resolve(s), slice_len(n, s, e, *step));
-            i = if *step > 0 { i.clamp(0, n) } else { i.clamp(-1, n - 1) };
+            let len = slice_len(n, *s, *e, *step);
+            let first = if *s < 0 { s + n } else { *s };
+            let mut i = if *step > 0 { first.clamp(0, n) } else { first.clamp(-1, n - 1) };
             let mut elems = Vec::with_capacity(len);
             for _ in 0..len {
                 elems.push(v.elems[i as usize].clone());
@@ -1265,10 +1272,13 @@ mod tests {
             vec![
                 node("Reshape", &["x", "t"], &["y"], vec![]),
                 node("Reshape", &["s", "z"], &["w"], vec![("allowzero", AttributeValue::Int(1))]),
+                node("Reshape", &["x", "bad"], &["v"], vec![]),
             ],
         );
         assert_eq!(shape_of(&inf, "y"), Some(vec![sym("batch"), Dim::Fixed(768)]));
-        assert_eq!(shape_of(&inf, "w"), None, "0 elements against batch*768 is refused");
+        // allowzero: 0 is a size (batch may be 0); 768 / 5 is left to the named batch.
+        assert_eq!(shape_of(&inf, "w"), Some(vec![Dim::Fixed(0), Dim::Fixed(768)]));
+        assert_eq!(shape_of(&inf, "v"), Some(vec![Dim::Fixed(5), Dim::Unknown]));
     }
 
     #[test]
@@ -1377,5 +1387,32 @@ mod tests {
         );
         assert_eq!(shape_of(&inf, "a"), Some(vec![Dim::Fixed(3), sym("n")]));
         assert_eq!(shape_of(&inf, "c"), Some(vec![Dim::Fixed(1), sym("n")]));
+    }
+
+    #[test]
+    fn slice_to_a_computed_length_and_range_keep_the_name() {
+        // position_ids[:, :seq] with seq = Shape(input_ids)[1], then Range(0, seq, 1).
+        let ids = input("ids", DataType::Int64, vec![sym("batch"), sym("seq")]);
+        let inf = run(
+            15,
+            vec![ids],
+            vec![
+                ("pos", Tensor::from_vec([1, 512], (0..512i64).collect()).unwrap()),
+                ("one", Tensor::scalar(1i64)),
+                ("zero", Tensor::scalar(0i64)),
+                ("z1", ints(&[0])),
+                ("a1", ints(&[1])),
+            ],
+            vec![
+                node("Shape", &["ids"], &["s"], vec![("start", AttributeValue::Int(-1))]),
+                node("Squeeze", &["s", "z1"], &["n"], vec![]),
+                node("Slice", &["pos", "z1", "s", "a1"], &["p"], vec![]),
+                node("Range", &["zero", "n", "one"], &["r"], vec![]),
+            ],
+        );
+        assert_eq!(shape_of(&inf, "s"), Some(vec![Dim::Fixed(1)]));
+        assert_eq!(shape_of(&inf, "n"), Some(vec![]));
+        assert_eq!(shape_of(&inf, "p"), Some(vec![Dim::Fixed(1), sym("seq")]));
+        assert_eq!(shape_of(&inf, "r"), Some(vec![sym("seq")]));
     }
 }
