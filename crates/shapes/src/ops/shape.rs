@@ -109,7 +109,7 @@ fn tracked(dtype: DataType) -> bool {
 
 fn dim_times(d: &Dim, k: usize) -> Dim {
     match d {
-        Dim::Fixed(n) => Dim::Fixed(n * k),
+        Dim::Fixed(n) => Dim::Fixed(n.saturating_mul(k)),
         _ if k == 1 => d.clone(),
         _ if k == 0 => Dim::Fixed(0),
         _ => Dim::Unknown,
@@ -495,7 +495,7 @@ fn split(ctx: &mut NodeContext<'_>) -> RuleResult {
                 bail!("split sizes {s:?} must not be negative");
             }
             if let Dim::Fixed(n) = whole {
-                if s.iter().sum::<i64>() != *n as i64 {
+                if s.iter().map(|&k| k as i128).sum::<i128>() != *n as i128 {
                     bail!("split sizes {s:?} do not add up to the size {n} of axis {axis}");
                 }
             }
@@ -538,14 +538,16 @@ fn split(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn slice_len(n: i64, start: i64, end: i64, step: i64) -> usize {
     let resolve = |x: i64| if x < 0 { x + n } else { x };
     let (s, e) = (resolve(start), resolve(end));
-    let len = if step > 0 {
-        let (s, e) = (s.clamp(0, n), e.clamp(0, n));
-        (e - s + step - 1).div_euclid(step)
+    // In i128: a step of i64::MIN or MAX must not overflow.
+    let (from, to, stride) = if step > 0 {
+        (s.clamp(0, n), e.clamp(0, n), step as i128)
     } else {
-        let (s, e) = (s.clamp(-1, n - 1), e.clamp(-1, n - 1));
-        (s - e + (-step) - 1).div_euclid(-step)
+        (e.clamp(-1, n - 1), s.clamp(-1, n - 1), -(step as i128))
     };
-    len.max(0) as usize
+    if to <= from {
+        return 0;
+    }
+    ((to - from) as i128 - 1).div_euclid(stride) as usize + 1
 }
 
 /// Slice: each sliced axis gets the length of `start:end:step`; `0:n:1` with a named `n` (a
@@ -619,12 +621,10 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
             let n = v.elems.len() as i64;
             let len = slice_len(n, *s, *e, *step);
             let first = if *s < 0 { s + n } else { *s };
-            let mut i = if *step > 0 { first.clamp(0, n) } else { first.clamp(-1, n - 1) };
-            let mut elems = Vec::with_capacity(len);
-            for _ in 0..len {
-                elems.push(v.elems[i as usize].clone());
-                i += step;
-            }
+            let i = if *step > 0 { first.clamp(0, n) } else { first.clamp(-1, n - 1) };
+            let elems = (0..len as i128)
+                .map(|k| v.elems[(i as i128 + k * *step as i128) as usize].clone())
+                .collect();
             ctx.set_output_value(0, SymValue::vector(elems));
         }
     }
@@ -771,12 +771,15 @@ fn pad(ctx: &mut NodeContext<'_>) -> RuleResult {
     }
     let mut out = dims.clone();
     for (k, &a) in axes.iter().enumerate() {
-        let grow = pads[k] + pads[k + axes.len()];
+        let grow = pads[k] as i128 + pads[k + axes.len()] as i128;
         out[a] = match &dims[a] {
-            Dim::Fixed(n) if *n as i64 + grow < 0 => {
+            Dim::Fixed(n) if *n as i128 + grow < 0 => {
                 bail!("pads {pads:?} shrink axis {a} of size {n} below 0")
             }
-            Dim::Fixed(n) => Dim::Fixed((*n as i64 + grow) as usize),
+            Dim::Fixed(n) => match usize::try_from(*n as i128 + grow) {
+                Ok(size) => Dim::Fixed(size),
+                Err(_) => bail!("pads {pads:?} make axis {a} too large"),
+            },
             d if grow == 0 => d.clone(),
             _ => Dim::Unknown,
         };
@@ -810,8 +813,8 @@ fn center_crop_pad(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 fn blocksize(ctx: &NodeContext<'_>) -> RuleResult<usize> {
     match ctx.attr_int("blocksize")? {
-        Some(b) if b > 0 => Ok(b as usize),
-        Some(b) => bail!("blocksize {b} must be positive"),
+        Some(b) if b > 0 && b < 1 << 16 => Ok(b as usize),
+        Some(b) => bail!("blocksize {b} is out of range"),
         None => bail!("attribute 'blocksize' is required"),
     }
 }
@@ -945,7 +948,7 @@ fn range(ctx: &mut NodeContext<'_>) -> RuleResult {
         if *d == 0 {
             bail!("Range delta is 0");
         }
-        let n = ((l - s) as f64 / *d as f64).ceil().max(0.0) as usize;
+        let n = ((*l as f64 - *s as f64) / *d as f64).ceil().max(0.0) as usize;
         if tracked(dtype) && n <= MAX_TRACKED_ELEMENTS {
             let elems = (0..n as i64).map(|i| SymInt::Known(s + i * d)).collect();
             ctx.set_output_value(0, SymValue::vector(elems));
@@ -1414,5 +1417,35 @@ mod tests {
         assert_eq!(shape_of(&inf, "n"), Some(vec![]));
         assert_eq!(shape_of(&inf, "p"), Some(vec![Dim::Fixed(1), sym("seq")]));
         assert_eq!(shape_of(&inf, "r"), Some(vec![sym("seq")]));
+    }
+
+    #[test]
+    fn extreme_attribute_values_do_not_panic() {
+        let x = input("x", DataType::Float, vec![Dim::Fixed(4), Dim::Fixed(6)]);
+        let model = Model {
+            opset_imports: [(String::new(), 13)].into_iter().collect(),
+            graph: Graph {
+                inputs: vec![x],
+                initializers: vec![
+                    ("lo".into(), ints(&[i64::MIN, i64::MAX])),
+                    ("hi".into(), ints(&[i64::MAX, i64::MIN])),
+                    ("ax".into(), ints(&[0, 1])),
+                    ("st".into(), ints(&[i64::MAX, i64::MIN])),
+                    ("pads".into(), ints(&[i64::MAX, 0, i64::MAX, 0])),
+                    ("reps".into(), ints(&[i64::MAX, 2])),
+                ],
+                nodes: vec![
+                    node("Slice", &["x", "lo", "hi", "ax", "st"], &["s"], vec![]),
+                    node("Pad", &["x", "pads"], &["p"], vec![]),
+                    node("Tile", &["x", "reps"], &["t"], vec![]),
+                    node("DepthToSpace", &["x"], &["d"], vec![("blocksize", AttributeValue::Int(i64::MAX))]),
+                ],
+                ..Graph::default()
+            },
+            ..Model::default()
+        };
+        let inf = infer(&model, &InferOptions::default()).unwrap();
+        assert_eq!(shape_of(&inf, "s"), Some(vec![Dim::Fixed(1), Dim::Fixed(1)]));
+        assert_eq!(inf.problems.len(), 2, "pads and blocksize: {:?}", inf.problems);
     }
 }
