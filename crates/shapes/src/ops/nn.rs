@@ -887,8 +887,9 @@ fn half_plus_one(d: &Dim) -> Dim {
     }
 }
 
-/// DFT: the input [..., 1|2] with the last dim 2 and the transformed axis of dft_length (or its
-/// size), halved plus one when onesided. The axis is an attribute before opset 20, then input 2.
+/// DFT: the input [..., 1|2] with the last dim 2 (1 for the inverse onesided IRFFT) and the
+/// transformed axis of dft_length (default: its size, `2*(size-1)` for IRFFT), `/2 + 1` for the
+/// forward onesided RFFT. The axis is an attribute before opset 20, then input 2.
 fn dft(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = ctx.input_dtype(0)?;
     ctx.set_output_tensor(0, dtype, None);
@@ -897,6 +898,8 @@ fn dft(ctx: &mut NodeContext<'_>) -> RuleResult {
     if rank < 2 {
         bail!("input must have rank 2 or more, got {}", dims::format_shape(&xs));
     }
+    let onesided = ctx.attr_int_or("onesided", 0)? != 0;
+    let inverse = ctx.attr_int_or("inverse", 0)? != 0;
     let axis = if ctx.opset() >= 20 {
         if ctx.has_input(2) {
             ctx.input_ints(2).and_then(|a| a.first().copied())
@@ -907,24 +910,28 @@ fn dft(ctx: &mut NodeContext<'_>) -> RuleResult {
         Some(ctx.attr_int_or("axis", 1)?)
     };
     let mut out = xs.clone();
-    out[rank - 1] = Dim::Fixed(2);
-    let Some(axis) = axis else {
-        out[..rank - 1].fill(Dim::Unknown);
-        ctx.set_output_tensor(0, dtype, Some(out));
-        return Ok(());
-    };
-    let axis = dims::normalize_axis(axis, rank)?;
-    if axis == rank - 1 {
-        bail!("axis {axis} is the last (complex) dimension");
-    }
-    if ctx.has_input(1) {
-        out[axis] = scalar_dim(ctx, 1);
-    }
-    if ctx.attr_int_or("onesided", 0)? != 0 {
-        if ctx.attr_int_or("inverse", 0)? != 0 {
-            bail!("onesided and inverse cannot both be set");
+    out[rank - 1] = Dim::Fixed(if onesided && inverse { 1 } else { 2 });
+    let resized = ctx.has_input(1) || onesided;
+    match axis {
+        None if resized => out[..rank - 1].fill(Dim::Unknown),
+        None => {}
+        Some(axis) => {
+            let axis = dims::normalize_axis(axis, rank)?;
+            if axis == rank - 1 {
+                bail!("axis {axis} is the last (complex) dimension");
+            }
+            let length = if ctx.has_input(1) {
+                scalar_dim(ctx, 1)
+            } else if onesided && inverse {
+                match &xs[axis] {
+                    Dim::Fixed(n) if *n > 0 => Dim::Fixed(2 * (n - 1)),
+                    _ => Dim::Unknown,
+                }
+            } else {
+                xs[axis].clone()
+            };
+            out[axis] = if onesided && !inverse { half_plus_one(&length) } else { length };
         }
-        out[axis] = half_plus_one(&out[axis]);
     }
     ctx.set_output_tensor(0, dtype, Some(out));
     Ok(())
