@@ -74,7 +74,10 @@ fn per_axis(ctx: &NodeContext<'_>, name: &str, n: usize, default: i64) -> RuleRe
     match ctx.attr_ints(name)? {
         None => Ok(vec![default; n]),
         Some(v) if v.len() == n => Ok(v),
-        Some(v) => bail!("attribute '{name}' has {} values for {n} spatial axes", v.len()),
+        Some(v) => bail!(
+            "attribute '{name}' has {} values for {n} spatial axes",
+            v.len()
+        ),
     }
 }
 
@@ -88,7 +91,9 @@ fn window_attrs(ctx: &NodeContext<'_>, kernel: Vec<i64>) -> RuleResult<Window> {
     if strides.iter().chain(&dilations).any(|&s| s <= 0) {
         bail!("strides {strides:?} and dilations {dilations:?} must be positive");
     }
-    let auto_pad = ctx.attr_string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+    let auto_pad = ctx
+        .attr_string("auto_pad")?
+        .unwrap_or_else(|| "NOTSET".into());
     let pads = per_axis(ctx, "pads", 2 * n, 0)?;
     if pads.iter().any(|&p| p < 0) {
         bail!("pads {pads:?} must not be negative");
@@ -111,11 +116,21 @@ impl Window {
             let stride = self.strides[i];
             out.push(match self.auto_pad.as_str() {
                 "SAME_UPPER" | "SAME_LOWER" => match d {
-                    Dim::Fixed(x) => Dim::Fixed((*x as i64 + stride - 1) as usize / stride as usize),
+                    Dim::Fixed(x) => {
+                        Dim::Fixed((*x as i64 + stride - 1) as usize / stride as usize)
+                    }
                     _ if stride == 1 => d.clone(),
                     _ => Dim::Unknown,
                 },
-                "VALID" => sliding_output(d, 0, 0, self.kernel[i], stride, self.dilations[i], ceil_mode)?,
+                "VALID" => sliding_output(
+                    d,
+                    0,
+                    0,
+                    self.kernel[i],
+                    stride,
+                    self.dilations[i],
+                    ceil_mode,
+                )?,
                 "NOTSET" => sliding_output(
                     d,
                     self.pads[i],
@@ -136,13 +151,20 @@ impl Window {
 fn batch_channels_spatial(ctx: &NodeContext<'_>, i: usize) -> RuleResult<Vec<Dim>> {
     let s = ctx.input_shape(i)?.to_vec();
     if s.len() < 2 {
-        bail!("input {i} must have rank 2 or more ([N, C, ...]), got {}", dims::format_shape(&s));
+        bail!(
+            "input {i} must have rank 2 or more ([N, C, ...]), got {}",
+            dims::format_shape(&s)
+        );
     }
     Ok(s)
 }
 
 /// Kernel sizes from the `kernel_shape` attribute, else from the weights' shape `[M, C/g, k...]`.
-fn kernel_of(ctx: &NodeContext<'_>, weights: Option<&[Dim]>, n: usize) -> RuleResult<Option<Vec<i64>>> {
+fn kernel_of(
+    ctx: &NodeContext<'_>,
+    weights: Option<&[Dim]>,
+    n: usize,
+) -> RuleResult<Option<Vec<i64>>> {
     if let Some(k) = ctx.attr_ints("kernel_shape")? {
         if k.len() != n {
             bail!("kernel_shape {k:?} does not match {n} spatial axes");
@@ -211,7 +233,11 @@ fn conv_transpose(ctx: &mut NodeContext<'_>) -> RuleResult {
     let weights = ctx.input_shape(1).ok().map(<[Dim]>::to_vec);
     if let Some(ws) = &weights {
         if ws.len() != xs.len() {
-            bail!("weights {} must have the input's rank {}", dims::format_shape(ws), xs.len());
+            bail!(
+                "weights {} must have the input's rank {}",
+                dims::format_shape(ws),
+                xs.len()
+            );
         }
     }
     let group = ctx.attr_int_or("group", 1)?;
@@ -219,7 +245,7 @@ fn conv_transpose(ctx: &mut NodeContext<'_>) -> RuleResult {
         bail!("group {group} must be positive");
     }
     let channels = match weights.as_ref().map(|w| &w[1]) {
-        Some(Dim::Fixed(m)) => Dim::Fixed(*m * group as usize),
+        Some(Dim::Fixed(m)) => Dim::Fixed(m.saturating_mul(group as usize)),
         Some(d) if group == 1 => d.clone(),
         _ => Dim::Unknown,
     };
@@ -228,7 +254,11 @@ fn conv_transpose(ctx: &mut NodeContext<'_>) -> RuleResult {
         if shape.len() < n || shape.iter().any(|&s| s < 0) {
             bail!("output_shape {shape:?} does not give {n} spatial sizes");
         }
-        out.extend(shape[shape.len() - n..].iter().map(|&s| Dim::Fixed(s as usize)));
+        out.extend(
+            shape[shape.len() - n..]
+                .iter()
+                .map(|&s| Dim::Fixed(s as usize)),
+        );
         ctx.set_output_tensor(0, dtype, Some(out));
         return Ok(());
     }
@@ -246,11 +276,21 @@ fn conv_transpose(ctx: &mut NodeContext<'_>) -> RuleResult {
         };
         let size = *size as i64;
         let total = match w.auto_pad.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => size * w.strides[i],
+            "SAME_UPPER" | "SAME_LOWER" => size.saturating_mul(w.strides[i]),
             "VALID" | "NOTSET" => {
-                let pads = if w.auto_pad == "VALID" { 0 } else { w.pads[i] + w.pads[i + n] };
-                w.strides[i] * (size - 1) + output_padding[i] + (w.kernel[i] - 1) * w.dilations[i] + 1
-                    - pads
+                let pads = if w.auto_pad == "VALID" {
+                    0
+                } else {
+                    w.pads[i].saturating_add(w.pads[i + n])
+                };
+                let extent = (w.kernel[i] - 1)
+                    .saturating_mul(w.dilations[i])
+                    .saturating_add(1);
+                w.strides[i]
+                    .saturating_mul(size - 1)
+                    .saturating_add(output_padding[i])
+                    .saturating_add(extent)
+                    .saturating_sub(pads)
             }
             other => bail!("unknown auto_pad '{other}'"),
         };
@@ -273,7 +313,10 @@ fn pool(ctx: &mut NodeContext<'_>) -> RuleResult {
         bail!("attribute 'kernel_shape' is required");
     };
     if kernel.len() != xs.len() - 2 {
-        bail!("kernel_shape {kernel:?} does not match input {}", dims::format_shape(&xs));
+        bail!(
+            "kernel_shape {kernel:?} does not match input {}",
+            dims::format_shape(&xs)
+        );
     }
     let ceil_mode = ctx.attr_int_or("ceil_mode", 0)? != 0;
     let mut out = xs[..2].to_vec();
@@ -303,7 +346,11 @@ fn max_unpool(ctx: &mut NodeContext<'_>) -> RuleResult {
     if ctx.has_input(2) {
         let shape = match ctx.input_value(2) {
             Some(v) if v.elems.len() == xs.len() => v.elems.iter().map(SymInt::to_dim).collect(),
-            Some(v) => bail!("output_shape has {} values for an input of rank {}", v.elems.len(), xs.len()),
+            Some(v) => bail!(
+                "output_shape has {} values for an input of rank {}",
+                v.elems.len(),
+                xs.len()
+            ),
             None => vec![Dim::Unknown; xs.len()],
         };
         ctx.set_output_tensor(0, dtype, Some(shape));
@@ -313,14 +360,20 @@ fn max_unpool(ctx: &mut NodeContext<'_>) -> RuleResult {
         bail!("attribute 'kernel_shape' is required");
     };
     if kernel.len() != n {
-        bail!("kernel_shape {kernel:?} does not match input {}", dims::format_shape(&xs));
+        bail!(
+            "kernel_shape {kernel:?} does not match input {}",
+            dims::format_shape(&xs)
+        );
     }
     let w = window_attrs(ctx, kernel)?;
     let mut out = xs[..2].to_vec();
     for (i, d) in xs[2..].iter().enumerate() {
         out.push(match d {
             Dim::Fixed(s) => {
-                let size = (*s as i64 - 1) * w.strides[i] + w.kernel[i] - w.pads[i] - w.pads[i + n];
+                let size = (*s as i64 - 1)
+                    .saturating_mul(w.strides[i])
+                    .saturating_add(w.kernel[i])
+                    .saturating_sub(w.pads[i].saturating_add(w.pads[i + n]));
                 if size < 0 {
                     bail!("output size {size} along spatial axis {i} is negative");
                 }
@@ -342,10 +395,18 @@ fn roi_output(ctx: &mut NodeContext<'_>, rois_dims: Dim, height: i64, width: i64
     }
     let channels = match ctx.input_shape(0) {
         Ok(s) if s.len() == 4 => s[1].clone(),
-        Ok(s) => bail!("input must be 4-D [N, C, H, W], got {}", dims::format_shape(s)),
+        Ok(s) => bail!(
+            "input must be 4-D [N, C, H, W], got {}",
+            dims::format_shape(s)
+        ),
         Err(_) => Dim::Unknown,
     };
-    let out = vec![rois_dims, channels, Dim::Fixed(height as usize), Dim::Fixed(width as usize)];
+    let out = vec![
+        rois_dims,
+        channels,
+        Dim::Fixed(height as usize),
+        Dim::Fixed(width as usize),
+    ];
     ctx.set_output_tensor(0, dtype, Some(out));
     Ok(())
 }
@@ -357,12 +418,20 @@ fn max_roi_pool(ctx: &mut NodeContext<'_>) -> RuleResult {
     if pooled.len() != 2 {
         bail!("pooled_shape {pooled:?} must have 2 values");
     }
-    let rois = ctx.input_shape(1).ok().and_then(|s| s.first().cloned()).unwrap_or(Dim::Unknown);
+    let rois = ctx
+        .input_shape(1)
+        .ok()
+        .and_then(|s| s.first().cloned())
+        .unwrap_or(Dim::Unknown);
     roi_output(ctx, rois, pooled[0], pooled[1])
 }
 
 fn roi_align(ctx: &mut NodeContext<'_>) -> RuleResult {
-    let mut rois = ctx.input_shape(1).ok().and_then(|s| s.first().cloned()).unwrap_or(Dim::Unknown);
+    let mut rois = ctx
+        .input_shape(1)
+        .ok()
+        .and_then(|s| s.first().cloned())
+        .unwrap_or(Dim::Unknown);
     if let Some(b) = ctx.input_shape(2).ok().and_then(|s| s.first()) {
         rois = unify(&rois, b)?;
     }
@@ -376,7 +445,7 @@ fn roi_align(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 /// `floor(size * scale)` in f32 like the runtime; a scale of 1 keeps even a symbolic size.
 fn scaled(d: &Dim, scale: f32) -> RuleResult<Dim> {
-    if !(scale > 0.0) {
+    if scale.is_nan() || scale <= 0.0 {
         bail!("scale {scale} must be positive");
     }
     Ok(match d {
@@ -495,14 +564,18 @@ fn upsample(ctx: &mut NodeContext<'_>) -> RuleResult {
     ctx.set_output_tensor(0, dtype, None);
     let xs = ctx.input_shape(0)?.to_vec();
     let scales: Option<Vec<f32>> = if ctx.opset() >= 9 {
-        ctx.input_floats(1).map(|s| s.iter().map(|&x| x as f32).collect())
+        ctx.input_floats(1)
+            .map(|s| s.iter().map(|&x| x as f32).collect())
     } else if let Some(s) = ctx.attr_floats("scales")? {
         Some(s)
     } else {
         let h = ctx.attr_float_or("height_scale", 1.0)?;
         let w = ctx.attr_float_or("width_scale", 1.0)?;
         if xs.len() != 4 {
-            bail!("Upsample-1 takes a 4-D input, got {}", dims::format_shape(&xs));
+            bail!(
+                "Upsample-1 takes a 4-D input, got {}",
+                dims::format_shape(&xs)
+            );
         }
         Some(vec![1.0, 1.0, h, w])
     };
@@ -550,7 +623,10 @@ fn affine_grid(ctx: &mut NodeContext<'_>) -> RuleResult {
         },
     };
     if size.len() != 4 && size.len() != 5 {
-        bail!("size must have 4 or 5 values ([N, C, H, W] or [N, C, D, H, W]), got {}", size.len());
+        bail!(
+            "size must have 4 or 5 values ([N, C, H, W] or [N, C, D, H, W]), got {}",
+            size.len()
+        );
     }
     let mut out = vec![size[0].clone()];
     if let Ok(theta) = ctx.input_shape(0) {
@@ -579,13 +655,19 @@ fn col2im(ctx: &mut NodeContext<'_>) -> RuleResult {
     let xs = ctx.input_shape(0).ok().map(<[Dim]>::to_vec);
     if let Some(xs) = &xs {
         if xs.len() != 3 {
-            bail!("input must be 3-D [N, C*prod(block_shape), L], got {}", dims::format_shape(xs));
+            bail!(
+                "input must be 3-D [N, C*prod(block_shape), L], got {}",
+                dims::format_shape(xs)
+            );
         }
     }
     let batch = xs.as_ref().map_or(Dim::Unknown, |x| x[0].clone());
     let channels = match (xs.as_ref().map(|x| &x[1]), ctx.input_ints(2)) {
         (Some(Dim::Fixed(c)), Some(block)) => {
-            let area: i64 = block.iter().product();
+            let area = block
+                .iter()
+                .try_fold(1i64, |a, &b| a.checked_mul(b))
+                .unwrap_or(0);
             if area <= 0 || *c as i64 % area != 0 {
                 bail!("input channels {c} are not a multiple of the block area {area}");
             }
@@ -631,7 +713,11 @@ fn recurrent(ctx: &mut NodeContext<'_>) -> RuleResult {
     if xs.len() != 3 {
         bail!("X must be 3-D, got {}", dims::format_shape(&xs));
     }
-    let layout = if ctx.opset() >= 14 { ctx.attr_int_or("layout", 0)? } else { 0 };
+    let layout = if ctx.opset() >= 14 {
+        ctx.attr_int_or("layout", 0)?
+    } else {
+        0
+    };
     let (seq, batch) = match layout {
         0 => (xs[0].clone(), xs[1].clone()),
         1 => (xs[1].clone(), xs[0].clone()),
@@ -684,7 +770,7 @@ fn split_dim(d: &Dim, parts: i64, what: &str) -> RuleResult<Dim> {
 
 fn times(d: &Dim, k: i64) -> Dim {
     match d {
-        Dim::Fixed(n) => Dim::Fixed(*n * k as usize),
+        Dim::Fixed(n) => Dim::Fixed(n.saturating_mul(k as usize)),
         _ if k == 1 => d.clone(),
         _ => Dim::Unknown,
     }
@@ -692,7 +778,7 @@ fn times(d: &Dim, k: i64) -> Dim {
 
 fn plus(a: &Dim, b: &Dim) -> Dim {
     match (a, b) {
-        (Dim::Fixed(x), Dim::Fixed(y)) => Dim::Fixed(x + y),
+        (Dim::Fixed(x), Dim::Fixed(y)) => Dim::Fixed(x.saturating_add(*y)),
         (Dim::Fixed(0), d) | (d, Dim::Fixed(0)) => d.clone(),
         _ => Dim::Unknown,
     }
@@ -713,7 +799,10 @@ fn heads_view(ctx: &NodeContext<'_>, i: usize, heads: Option<i64>) -> RuleResult
             let size = split_dim(&s[2], h, "hidden size")?;
             [s[0].clone(), Dim::Fixed(h as usize), s[1].clone(), size]
         }
-        _ => bail!("input {i} must be 3-D or 4-D, got {}", dims::format_shape(s)),
+        _ => bail!(
+            "input {i} must be 3-D or 4-D, got {}",
+            dims::format_shape(s)
+        ),
     }))
 }
 
@@ -760,7 +849,12 @@ fn attention(ctx: &mut NodeContext<'_>) -> RuleResult {
         let past = past.as_ref()?;
         Some(match past.as_slice() {
             [] => cur.to_vec(),
-            p => vec![p[0].clone(), p[1].clone(), plus(&p[2], &cur[2]), p[3].clone()],
+            p => vec![
+                p[0].clone(),
+                p[1].clone(),
+                plus(&p[2], &cur[2]),
+                p[3].clone(),
+            ],
         })
     };
     let present_key = present(&k, &past_key);
@@ -773,7 +867,11 @@ fn attention(ctx: &mut NodeContext<'_>) -> RuleResult {
         ctx.set_output_tensor(1, dtype, present_key);
         ctx.set_output_tensor(2, v_dtype, present_value);
     }
-    ctx.set_output_tensor(3, dtype, Some(vec![q[0].clone(), q[1].clone(), q[2].clone(), total]));
+    ctx.set_output_tensor(
+        3,
+        dtype,
+        Some(vec![q[0].clone(), q[1].clone(), q[2].clone(), total]),
+    );
     Ok(())
 }
 
@@ -790,7 +888,11 @@ fn flex_attention(ctx: &mut NodeContext<'_>) -> RuleResult {
         Ok(v) => bail!("V must be 4-D, got {}", dims::format_shape(v)),
         Err(_) => Dim::Unknown,
     };
-    ctx.set_output_tensor(0, dtype, Some(vec![q[0].clone(), q[1].clone(), q[2].clone(), dv]));
+    ctx.set_output_tensor(
+        0,
+        dtype,
+        Some(vec![q[0].clone(), q[1].clone(), q[2].clone(), dv]),
+    );
     Ok(())
 }
 
@@ -806,9 +908,18 @@ fn swiglu(ctx: &mut NodeContext<'_>) -> RuleResult {
     let shape = match (a, b) {
         (Some(a), Some(b)) => {
             if a.len() != b.len() {
-                bail!("A {} and B {} must have one shape", dims::format_shape(&a), dims::format_shape(&b));
+                bail!(
+                    "A {} and B {} must have one shape",
+                    dims::format_shape(&a),
+                    dims::format_shape(&b)
+                );
             }
-            Some(a.iter().zip(&b).map(|(x, y)| unify(x, y)).collect::<RuleResult<_>>()?)
+            Some(
+                a.iter()
+                    .zip(&b)
+                    .map(|(x, y)| unify(x, y))
+                    .collect::<RuleResult<_>>()?,
+            )
         }
         (a, b) => a.or(b),
     };
@@ -820,10 +931,15 @@ fn swiglu(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// [B, Hkv, dk, dv] (past_state's element type when given).
 fn linear_attention(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = ctx.input_dtype(0)?;
-    let state_dtype = if ctx.has_input(3) { ctx.input_dtype(3)? } else { dtype };
+    let state_dtype = if ctx.has_input(3) {
+        ctx.input_dtype(3)?
+    } else {
+        dtype
+    };
     ctx.set_output_tensor(0, dtype, None);
     ctx.set_output_tensor(1, state_dtype, None);
-    let (Some(hq), Some(hkv)) = (ctx.attr_int("q_num_heads")?, ctx.attr_int("kv_num_heads")?) else {
+    let (Some(hq), Some(hkv)) = (ctx.attr_int("q_num_heads")?, ctx.attr_int("kv_num_heads")?)
+    else {
         bail!("attributes 'q_num_heads' and 'kv_num_heads' are required");
     };
     if hq <= 0 || hkv <= 0 || hq % hkv != 0 {
@@ -831,12 +947,18 @@ fn linear_attention(ctx: &mut NodeContext<'_>) -> RuleResult {
     }
     let q = ctx.input_shape(0)?.to_vec();
     if q.len() != 3 {
-        bail!("query must be 3-D [B, T, H*D], got {}", dims::format_shape(&q));
+        bail!(
+            "query must be 3-D [B, T, H*D], got {}",
+            dims::format_shape(&q)
+        );
     }
     let dk = split_dim(&q[2], hq, "query hidden size")?;
     let dv = match ctx.input_shape(2) {
         Ok(v) if v.len() == 3 => split_dim(&v[2], hkv, "value hidden size")?,
-        Ok(v) => bail!("value must be 3-D [B, T, H*D], got {}", dims::format_shape(v)),
+        Ok(v) => bail!(
+            "value must be 3-D [B, T, H*D], got {}",
+            dims::format_shape(v)
+        ),
         Err(_) => Dim::Unknown,
     };
     let out = vec![q[0].clone(), q[1].clone(), times(&dv, hq)];
@@ -853,13 +975,19 @@ fn causal_conv_with_state(ctx: &mut NodeContext<'_>) -> RuleResult {
     ctx.set_output_tensor(1, dtype, None);
     let xs = ctx.input_shape(0)?.to_vec();
     if xs.len() != 3 {
-        bail!("input must be 3-D [B, C, L], got {}", dims::format_shape(&xs));
+        bail!(
+            "input must be 3-D [B, C, L], got {}",
+            dims::format_shape(&xs)
+        );
     }
     ctx.set_output_tensor(0, dtype, Some(xs.clone()));
     let carry = match ctx.input_shape(1) {
         Ok([_, _, Dim::Fixed(0)]) => bail!("weight kernel size must be positive"),
         Ok([_, _, Dim::Fixed(k)]) => Dim::Fixed(k - 1),
-        Ok(w) if w.len() != 3 => bail!("weight must be 3-D [C, 1, k], got {}", dims::format_shape(w)),
+        Ok(w) if w.len() != 3 => bail!(
+            "weight must be 3-D [C, 1, k], got {}",
+            dims::format_shape(w)
+        ),
         _ => Dim::Unknown,
     };
     ctx.set_output_tensor(1, dtype, Some(vec![xs[0].clone(), xs[1].clone(), carry]));
@@ -896,7 +1024,10 @@ fn dft(ctx: &mut NodeContext<'_>) -> RuleResult {
     let xs = ctx.input_shape(0)?.to_vec();
     let rank = xs.len();
     if rank < 2 {
-        bail!("input must have rank 2 or more, got {}", dims::format_shape(&xs));
+        bail!(
+            "input must have rank 2 or more, got {}",
+            dims::format_shape(&xs)
+        );
     }
     let onesided = ctx.attr_int_or("onesided", 0)? != 0;
     let inverse = ctx.attr_int_or("inverse", 0)? != 0;
@@ -930,7 +1061,11 @@ fn dft(ctx: &mut NodeContext<'_>) -> RuleResult {
             } else {
                 xs[axis].clone()
             };
-            out[axis] = if onesided && !inverse { half_plus_one(&length) } else { length };
+            out[axis] = if onesided && !inverse {
+                half_plus_one(&length)
+            } else {
+                length
+            };
         }
     }
     ctx.set_output_tensor(0, dtype, Some(out));
@@ -944,13 +1079,19 @@ fn stft(ctx: &mut NodeContext<'_>) -> RuleResult {
     ctx.set_output_tensor(0, dtype, None);
     let xs = ctx.input_shape(0)?.to_vec();
     if xs.len() != 3 {
-        bail!("signal must be 3-D [batch, length, 1|2], got {}", dims::format_shape(&xs));
+        bail!(
+            "signal must be 3-D [batch, length, 1|2], got {}",
+            dims::format_shape(&xs)
+        );
     }
     let step = ctx.input_ints(1).and_then(|s| s.first().copied());
     let frame_length = if ctx.has_input(3) {
         scalar_dim(ctx, 3)
     } else if ctx.has_input(2) {
-        ctx.input_shape(2).ok().and_then(|w| w.first().cloned()).unwrap_or(Dim::Unknown)
+        ctx.input_shape(2)
+            .ok()
+            .and_then(|w| w.first().cloned())
+            .unwrap_or(Dim::Unknown)
     } else {
         Dim::Unknown
     };
@@ -969,12 +1110,18 @@ fn stft(ctx: &mut NodeContext<'_>) -> RuleResult {
     } else {
         frame_length
     };
-    ctx.set_output_tensor(0, dtype, Some(vec![xs[0].clone(), frames, bins, Dim::Fixed(2)]));
+    ctx.set_output_tensor(
+        0,
+        dtype,
+        Some(vec![xs[0].clone(), frames, bins, Dim::Fixed(2)]),
+    );
     Ok(())
 }
 
 fn output_datatype(ctx: &NodeContext<'_>) -> RuleResult<DataType> {
-    Ok(ctx.attr_dtype("output_datatype")?.unwrap_or(DataType::Float))
+    Ok(ctx
+        .attr_dtype("output_datatype")?
+        .unwrap_or(DataType::Float))
 }
 
 /// [size] of output_datatype (float by default).
@@ -996,7 +1143,9 @@ fn mel_weight_matrix(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 #[cfg(test)]
 mod tests {
-    use runnx_ir::{Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType};
+    use runnx_ir::{
+        Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType,
+    };
 
     use crate::{infer, InferOptions};
 
@@ -1050,7 +1199,12 @@ mod tests {
         graph.nodes.push(Node {
             op_type: op.into(),
             domain: domain.into(),
-            inputs: inputs.iter().map(|i| i.0).chain(consts.iter().map(|c| c.0)).map(String::from).collect(),
+            inputs: inputs
+                .iter()
+                .map(|i| i.0)
+                .chain(consts.iter().map(|c| c.0))
+                .map(String::from)
+                .collect(),
             outputs: outs.clone(),
             attributes,
             ..Node::default()
@@ -1061,7 +1215,9 @@ mod tests {
         };
         model.opset_imports.insert(domain.into(), opset);
         let inference = infer(&model, &InferOptions { strict: true }).unwrap();
-        outs.iter().map(|o| inference.get(o).unwrap().clone()).collect()
+        outs.iter()
+            .map(|o| inference.get(o).unwrap().clone())
+            .collect()
     }
 
     fn shape(t: &ValueType) -> Vec<Dim> {
@@ -1074,7 +1230,10 @@ mod tests {
             "",
             22,
             "Conv",
-            &[("x", vec![sym("N"), f(3), f(7), f(8)]), ("w", vec![f(16), f(3), f(3), f(3)])],
+            &[
+                ("x", vec![sym("N"), f(3), f(7), f(8)]),
+                ("w", vec![f(16), f(3), f(3), f(3)]),
+            ],
             &[],
             vec![string("auto_pad", "SAME_UPPER"), ints("strides", &[2, 2])],
             1,
@@ -1088,11 +1247,18 @@ mod tests {
             "com.microsoft",
             1,
             "FusedConv",
-            &[("x", vec![f(1), f(4), f(5), f(5)]), ("w", vec![f(8), f(2), f(3), f(3)])],
+            &[
+                ("x", vec![f(1), f(4), f(5), f(5)]),
+                ("w", vec![f(8), f(2), f(3), f(3)]),
+            ],
             &[],
             vec![
                 ints("pads", &[1, 1, 1, 1]),
-                Attribute { name: "group".into(), value: AttributeValue::Int(2), ref_attr_name: None },
+                Attribute {
+                    name: "group".into(),
+                    value: AttributeValue::Int(2),
+                    ref_attr_name: None,
+                },
             ],
             1,
         );
@@ -1105,12 +1271,19 @@ mod tests {
             "",
             11,
             "ConvTranspose",
-            &[("x", vec![f(1), f(4), f(3), f(3)]), ("w", vec![f(4), f(2), f(3), f(3)])],
+            &[
+                ("x", vec![f(1), f(4), f(3), f(3)]),
+                ("w", vec![f(4), f(2), f(3), f(3)]),
+            ],
             &[],
             vec![
                 ints("strides", &[3, 2]),
                 ints("output_padding", &[1, 1]),
-                Attribute { name: "group".into(), value: AttributeValue::Int(2), ref_attr_name: None },
+                Attribute {
+                    name: "group".into(),
+                    value: AttributeValue::Int(2),
+                    ref_attr_name: None,
+                },
             ],
             1,
         );
@@ -1126,11 +1299,15 @@ mod tests {
             "MaxPool",
             &[("x", vec![f(1), f(1), f(4), f(4)])],
             &[],
-            vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), Attribute {
-                name: "ceil_mode".into(),
-                value: AttributeValue::Int(1),
-                ref_attr_name: None,
-            }],
+            vec![
+                ints("kernel_shape", &[3, 3]),
+                ints("strides", &[2, 2]),
+                Attribute {
+                    name: "ceil_mode".into(),
+                    value: AttributeValue::Int(1),
+                    ref_attr_name: None,
+                },
+            ],
             2,
         );
         assert_eq!(shape(&out[0]), vec![f(1), f(1), f(2), f(2)]);
@@ -1144,9 +1321,16 @@ mod tests {
             "",
             19,
             "Resize",
-            &[("x", vec![sym("N"), f(3), f(10), f(20)]), ("roi", vec![f(0)]), ("scales", vec![f(0)])],
+            &[
+                ("x", vec![sym("N"), f(3), f(10), f(20)]),
+                ("roi", vec![f(0)]),
+                ("scales", vec![f(0)]),
+            ],
             &[("sizes", sizes)],
-            vec![ints("axes", &[-2, -1]), string("keep_aspect_ratio_policy", "not_larger")],
+            vec![
+                ints("axes", &[-2, -1]),
+                string("keep_aspect_ratio_policy", "not_larger"),
+            ],
             1,
         );
         // scale = min(7/10, 8/20) = 0.4: 4 x 8.
@@ -1159,11 +1343,19 @@ mod tests {
             "",
             14,
             "LSTM",
-            &[("x", vec![sym("B"), f(5), f(3)]), ("w", vec![f(2), f(16), f(3)]), ("r", vec![f(2), f(16), f(4)])],
+            &[
+                ("x", vec![sym("B"), f(5), f(3)]),
+                ("w", vec![f(2), f(16), f(3)]),
+                ("r", vec![f(2), f(16), f(4)]),
+            ],
             &[],
             vec![
                 string("direction", "bidirectional"),
-                Attribute { name: "layout".into(), value: AttributeValue::Int(1), ref_attr_name: None },
+                Attribute {
+                    name: "layout".into(),
+                    value: AttributeValue::Int(1),
+                    ref_attr_name: None,
+                },
             ],
             3,
         );
@@ -1181,7 +1373,11 @@ mod tests {
             "DFT",
             &[("x", vec![sym("B"), f(3), f(8), f(1)])],
             &[("len", length), ("axis", axis)],
-            vec![Attribute { name: "onesided".into(), value: AttributeValue::Int(1), ref_attr_name: None }],
+            vec![Attribute {
+                name: "onesided".into(),
+                value: AttributeValue::Int(1),
+                ref_attr_name: None,
+            }],
             1,
         );
         assert_eq!(shape(&out[0]), vec![sym("B"), f(3), f(6), f(2)]);
@@ -1189,7 +1385,11 @@ mod tests {
 
     #[test]
     fn attention_3d_with_past() {
-        let heads = |n: &str, v| Attribute { name: n.into(), value: AttributeValue::Int(v), ref_attr_name: None };
+        let heads = |n: &str, v| Attribute {
+            name: n.into(),
+            value: AttributeValue::Int(v),
+            ref_attr_name: None,
+        };
         let out = run(
             "",
             23,
