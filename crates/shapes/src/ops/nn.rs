@@ -1411,4 +1411,73 @@ mod tests {
         assert_eq!(shape(&out[2]), vec![f(2), f(2), f(11), f(24)]);
         assert_eq!(shape(&out[3]), vec![f(2), f(4), f(4), f(11)]);
     }
+
+    #[test]
+    fn resize_scales_keep_symbolic_batch() {
+        let scales = Tensor::from_vec([4], vec![1.0f32, 1.0, 2.0, 1.5]).unwrap();
+        let out = run(
+            "",
+            13,
+            "Resize",
+            &[("x", vec![sym("N"), f(3), f(5), f(5)]), ("roi", vec![f(0)])],
+            &[("scales", scales)],
+            vec![],
+            1,
+        );
+        assert_eq!(shape(&out[0]), vec![sym("N"), f(3), f(10), f(7)]);
+    }
+
+    #[test]
+    fn dft_opset17_irfft_is_real() {
+        let out = run(
+            "",
+            17,
+            "DFT",
+            &[("x", vec![f(1), f(6), f(10), f(2)])],
+            &[],
+            vec![
+                Attribute {
+                    name: "inverse".into(),
+                    value: AttributeValue::Int(1),
+                    ref_attr_name: None,
+                },
+                Attribute {
+                    name: "onesided".into(),
+                    value: AttributeValue::Int(1),
+                    ref_attr_name: None,
+                },
+            ],
+            1,
+        );
+        assert_eq!(shape(&out[0]), vec![f(1), f(10), f(10), f(1)]);
+    }
+
+    #[test]
+    fn conv_channel_mismatch_is_reported() {
+        let mut graph = Graph::default();
+        for (name, dims) in [
+            ("x", vec![f(1), f(3), f(5), f(5)]),
+            ("w", vec![f(8), f(2), f(3), f(3)]),
+        ] {
+            graph.inputs.push(ValueInfo {
+                name: name.into(),
+                ty: ValueType::tensor(DataType::Float, Some(dims)),
+                doc_string: String::new(),
+            });
+        }
+        graph.nodes.push(Node {
+            op_type: "Conv".into(),
+            inputs: vec!["x".into(), "w".into()],
+            outputs: vec!["y".into()],
+            ..Node::default()
+        });
+        let mut model = Model {
+            graph,
+            ..Model::default()
+        };
+        model.opset_imports.insert(String::new(), 22);
+        let inference = infer(&model, &InferOptions::default()).unwrap();
+        assert_eq!(inference.problems.len(), 1);
+        assert!(infer(&model, &InferOptions { strict: true }).is_err());
+    }
 }
