@@ -168,7 +168,10 @@ fn infer_carried(
         }
         let outputs = ctx.infer_graph(body, inputs)?;
         let mut changed = false;
-        for (slot, out) in inputs[carried.clone()].iter_mut().zip(outputs.iter().skip(first_out)) {
+        for (slot, out) in inputs[carried.clone()]
+            .iter_mut()
+            .zip(outputs.iter().skip(first_out))
+        {
             if let (Some(now), Some(out)) = (slot.as_ref(), out) {
                 if let Ok(wider) = union(now, out) {
                     if wider != *now {
@@ -197,7 +200,10 @@ fn carried_output(initial: Option<&ValueType>, body_out: &ValueType) -> ValueTyp
 /// Scan outputs stack the body's per-iteration outputs along a new axis `axis`.
 fn stacked(out: &ValueType, axis: i64, len: Dim) -> RuleResult<ValueType> {
     let ValueType::Tensor(t) = out else {
-        bail!("a scan output must be a tensor, the body gives {}", out.type_string());
+        bail!(
+            "a scan output must be a tensor, the body gives {}",
+            out.type_string()
+        );
     };
     let shape = match &t.shape {
         Some(s) => {
@@ -230,8 +236,7 @@ fn rule_loop(ctx: &mut NodeContext<'_>) -> RuleResult {
         );
     }
     // The iteration count is the trip count when the condition can only stay true.
-    let cond_always_true = !ctx.has_input(1)
-        || ctx.input_ints(1).is_some_and(|v| v == [1]);
+    let cond_always_true = !ctx.has_input(1) || ctx.input_ints(1).is_some_and(|v| v == [1]);
     let cond_passed_through = matches!(
         (body.outputs.first(), body.inputs.get(1)),
         (Some(o), Some(i)) if o.name == i.name
@@ -286,38 +291,46 @@ fn rule_scan(ctx: &mut NodeContext<'_>) -> RuleResult {
     let n_state = n_inputs - n_scan;
     let input_axes = match ctx.attr_ints("scan_input_axes")? {
         Some(a) if a.len() != n_scan => {
-            bail!("scan_input_axes has {} entries for {n_scan} scan inputs", a.len())
+            bail!(
+                "scan_input_axes has {} entries for {n_scan} scan inputs",
+                a.len()
+            )
         }
         Some(a) => a,
         None => vec![0; n_scan],
     };
     // A body input from a node input: without the batch axis (opset 8) and the scan axis `at`;
     // also returns the sizes removed.
-    let strip = |ty: Option<&ValueType>, at: Option<i64>| -> RuleResult<(Option<ValueType>, Dim, Dim)> {
-        let Some(ValueType::Tensor(t)) = ty else {
-            return Ok((None, Dim::Unknown, Dim::Unknown));
+    let strip =
+        |ty: Option<&ValueType>, at: Option<i64>| -> RuleResult<(Option<ValueType>, Dim, Dim)> {
+            let Some(ValueType::Tensor(t)) = ty else {
+                return Ok((None, Dim::Unknown, Dim::Unknown));
+            };
+            let Some(shape) = &t.shape else {
+                return Ok((
+                    Some(ValueType::tensor(t.dtype, None)),
+                    Dim::Unknown,
+                    Dim::Unknown,
+                ));
+            };
+            let mut shape = shape.clone();
+            let batch = if batched {
+                if shape.is_empty() {
+                    bail!("Scan (opset 8) inputs need a leading batch axis");
+                }
+                shape.remove(0)
+            } else {
+                Dim::Unknown
+            };
+            let len = match at {
+                Some(axis) => {
+                    let axis = dims::normalize_axis(axis, shape.len())?;
+                    shape.remove(axis)
+                }
+                None => Dim::Unknown,
+            };
+            Ok((Some(ValueType::tensor(t.dtype, Some(shape))), batch, len))
         };
-        let Some(shape) = &t.shape else {
-            return Ok((Some(ValueType::tensor(t.dtype, None)), Dim::Unknown, Dim::Unknown));
-        };
-        let mut shape = shape.clone();
-        let batch = if batched {
-            if shape.is_empty() {
-                bail!("Scan (opset 8) inputs need a leading batch axis");
-            }
-            shape.remove(0)
-        } else {
-            Dim::Unknown
-        };
-        let len = match at {
-            Some(axis) => {
-                let axis = dims::normalize_axis(axis, shape.len())?;
-                shape.remove(axis)
-            }
-            None => Dim::Unknown,
-        };
-        Ok((Some(ValueType::tensor(t.dtype, Some(shape))), batch, len))
-    };
     let mut body_inputs = Vec::with_capacity(n_inputs);
     let mut batches = Vec::new();
     let mut lengths = Vec::new();
@@ -341,10 +354,18 @@ fn rule_scan(ctx: &mut NodeContext<'_>) -> RuleResult {
         let ty = if i < n_state {
             carried_output(initial[i].as_ref(), out)
         } else {
-            let axis = if batched { 0 } else { output_axes.get(i - n_state).copied().unwrap_or(0) };
+            let axis = if batched {
+                0
+            } else {
+                output_axes.get(i - n_state).copied().unwrap_or(0)
+            };
             stacked(out, axis, len.clone())?
         };
-        let ty = if batched { stacked(&ty, 0, batch.clone())? } else { ty };
+        let ty = if batched {
+            stacked(&ty, 0, batch.clone())?
+        } else {
+            ty
+        };
         ctx.set_output(i, ty);
     }
     Ok(())
@@ -357,7 +378,10 @@ fn rule_scan(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn sequence_elem(ctx: &NodeContext<'_>, i: usize) -> RuleResult<ValueType> {
     match ctx.input_type(i)? {
         ValueType::Sequence(e) => Ok((**e).clone()),
-        other => bail!("input {i} must be a sequence, it is {}", other.type_string()),
+        other => bail!(
+            "input {i} must be a sequence, it is {}",
+            other.type_string()
+        ),
     }
 }
 
@@ -388,7 +412,9 @@ fn rule_sequence_insert(ctx: &mut NodeContext<'_>) -> RuleResult {
     let elem = match elem {
         ValueType::Unknown => tensor,
         e => union(&e, &tensor).map_err(|why| {
-            RuleError::invalid(format!("the inserted tensor does not fit the sequence: {why}"))
+            RuleError::invalid(format!(
+                "the inserted tensor does not fit the sequence: {why}"
+            ))
         })?,
     };
     ctx.set_output(0, sequence_of(elem));
@@ -414,8 +440,13 @@ fn rule_sequence_length(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 /// The elements' shape with the concatenation axis (a new one with `new_axis`) unknown.
 fn rule_concat_from_sequence(ctx: &mut NodeContext<'_>) -> RuleResult {
-    let ValueType::Tensor(elem) = sequence_elem(ctx, 0)? else {
-        bail!("input 0 must be a sequence of tensors");
+    let elem = match sequence_elem(ctx, 0)? {
+        ValueType::Tensor(t) => t,
+        ValueType::Unknown => return Err(RuleError::Unknown),
+        other => bail!(
+            "input 0 must be a sequence of tensors, its elements are {}",
+            other.type_string()
+        ),
     };
     let Some(axis) = ctx.attr_int("axis")? else {
         bail!("attribute 'axis' is missing");
@@ -555,7 +586,8 @@ fn rule_string_normalizer(ctx: &mut NodeContext<'_>) -> RuleResult {
             1 | 2 => {}
             r => bail!("input must be [C] or [1, C], it has rank {r}"),
         }
-        let has_stopwords = matches!(ctx.attr("stopwords"), Some(AttributeValue::Strings(w)) if !w.is_empty());
+        let has_stopwords =
+            matches!(ctx.attr("stopwords"), Some(AttributeValue::Strings(w)) if !w.is_empty());
         if has_stopwords {
             *s.last_mut().expect("rank 1 or 2") = Dim::Unknown;
         }
@@ -579,7 +611,9 @@ fn rule_string_split(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// `[C]` -> `[max(ngram_indexes) + 1]`, `[N, C]` -> `[N, max(ngram_indexes) + 1]`, float.
 fn rule_tfidf_vectorizer(ctx: &mut NodeContext<'_>) -> RuleResult {
     let width = match ctx.attr_ints("ngram_indexes")? {
-        Some(ix) if ix.iter().any(|&i| i < 0) => bail!("attribute 'ngram_indexes' has negative entries"),
+        Some(ix) if ix.iter().any(|&i| i < 0) => {
+            bail!("attribute 'ngram_indexes' has negative entries")
+        }
         Some(ix) => Dim::Fixed(ix.iter().max().map_or(0, |&m| m as usize + 1)),
         None => bail!("attribute 'ngram_indexes' is missing"),
     };
@@ -604,7 +638,9 @@ fn rule_loss(ctx: &mut NodeContext<'_>) -> RuleResult {
     if ctx.has_output(1) {
         shape_of_input_with(ctx, 0, 1, dtype)?;
     }
-    let reduction = ctx.attr_string("reduction")?.unwrap_or_else(|| "mean".into());
+    let reduction = ctx
+        .attr_string("reduction")?
+        .unwrap_or_else(|| "mean".into());
     let shape = match reduction.as_str() {
         "none" => match (ctx.input_shape(0), ctx.input_shape(1)) {
             (Ok(scores), Ok(labels)) => {
@@ -658,7 +694,9 @@ fn rule_array_feature_extractor(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// float `[N, sum(inputdimensions)]`; N is the first input's leading dim (1 for a 1-D input).
 fn rule_feature_vectorizer(ctx: &mut NodeContext<'_>) -> RuleResult {
     let width = match ctx.attr_ints("inputdimensions")? {
-        Some(d) if d.iter().any(|&x| x < 0) => bail!("attribute 'inputdimensions' has negative entries"),
+        Some(d) if d.iter().any(|&x| x < 0) => {
+            bail!("attribute 'inputdimensions' has negative entries")
+        }
         Some(d) => Dim::Fixed(d.iter().sum::<i64>() as usize),
         None => Dim::Fixed(0),
     };
@@ -735,7 +773,7 @@ fn rule_tree_ensemble(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn rule_optimizer(ctx: &mut NodeContext<'_>) -> RuleResult {
     let groups = if ctx.op_type() == "Adam" { 4 } else { 3 };
     let tensors = ctx.num_inputs().saturating_sub(2);
-    if tensors % groups != 0 {
+    if !tensors.is_multiple_of(groups) {
         bail!("{tensors} tensor inputs do not form {groups} groups of equal size");
     }
     let n = tensors / groups;
@@ -753,7 +791,9 @@ fn rule_optimizer(ctx: &mut NodeContext<'_>) -> RuleResult {
 mod tests {
     use std::sync::Arc;
 
-    use runnx_ir::{Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType};
+    use runnx_ir::{
+        Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType,
+    };
 
     use crate::{infer, InferOptions};
 
@@ -777,7 +817,12 @@ mod tests {
         value(name, ValueType::tensor(dtype, Some(shape)))
     }
 
-    fn node(op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<(&str, AttributeValue)>) -> Node {
+    fn node(
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attributes: Vec<(&str, AttributeValue)>,
+    ) -> Node {
         Node {
             op_type: op.into(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
@@ -798,7 +843,10 @@ mod tests {
         Graph {
             inputs,
             nodes,
-            outputs: outputs.iter().map(|o| value(o, ValueType::Unknown)).collect(),
+            outputs: outputs
+                .iter()
+                .map(|o| value(o, ValueType::Unknown))
+                .collect(),
             ..Graph::default()
         }
     }
@@ -869,7 +917,10 @@ mod tests {
         g.initializers.push(("zero".into(), Tensor::scalar(0i64)));
         let out = run(13, g);
         assert_eq!(shape_of(&out, "v_final"), Some(vec![Dim::Unknown]));
-        assert_eq!(shape_of(&out, "stacked"), Some(vec![fixed(5), Dim::Unknown]));
+        assert_eq!(
+            shape_of(&out, "stacked"),
+            Some(vec![fixed(5), Dim::Unknown])
+        );
     }
 
     #[test]
@@ -904,17 +955,56 @@ mod tests {
     }
 
     #[test]
+    fn scan8_keeps_the_batch_axis_in_front() {
+        let body = graph(
+            vec![
+                tensor("s_in", DataType::Float, vec![Dim::Unknown]),
+                tensor("x_in", DataType::Float, vec![Dim::Unknown]),
+            ],
+            vec![],
+            &["x_in", "s_in"],
+        );
+        let scan = node(
+            "Scan",
+            &["", "s", "x"],
+            &["s_final", "ys"],
+            vec![
+                ("body", AttributeValue::Graph(Arc::new(body))),
+                ("num_scan_inputs", AttributeValue::Int(1)),
+            ],
+        );
+        let inputs = vec![
+            tensor("s", DataType::Float, vec![sym("B"), fixed(2)]),
+            tensor("x", DataType::Float, vec![sym("B"), fixed(3), fixed(2)]),
+        ];
+        let out = run(8, graph(inputs, vec![scan], &["s_final", "ys"]));
+        assert_eq!(shape_of(&out, "s_final"), Some(vec![sym("B"), fixed(2)]));
+        assert_eq!(
+            shape_of(&out, "ys"),
+            Some(vec![sym("B"), fixed(3), fixed(2)])
+        );
+    }
+
+    #[test]
     fn sequences_split_and_concat() {
         let g = graph(
             vec![tensor("x", DataType::Float, vec![sym("N"), fixed(6)])],
             vec![
-                node("SplitToSequence", &["x", "two"], &["seq"], vec![("axis", AttributeValue::Int(-1))]),
+                node(
+                    "SplitToSequence",
+                    &["x", "two"],
+                    &["seq"],
+                    vec![("axis", AttributeValue::Int(-1))],
+                ),
                 node("SequenceAt", &["seq", "zero"], &["piece"], vec![]),
                 node(
                     "ConcatFromSequence",
                     &["seq"],
                     &["stacked"],
-                    vec![("axis", AttributeValue::Int(-1)), ("new_axis", AttributeValue::Int(1))],
+                    vec![
+                        ("axis", AttributeValue::Int(-1)),
+                        ("new_axis", AttributeValue::Int(1)),
+                    ],
                 ),
             ],
             &["stacked"],
@@ -924,14 +1014,21 @@ mod tests {
         g.initializers.push(("zero".into(), Tensor::scalar(0i64)));
         let out = run(13, g);
         assert_eq!(shape_of(&out, "piece"), Some(vec![sym("N"), fixed(2)]));
-        assert_eq!(shape_of(&out, "stacked"), Some(vec![sym("N"), fixed(2), Dim::Unknown]));
+        assert_eq!(
+            shape_of(&out, "stacked"),
+            Some(vec![sym("N"), fixed(2), Dim::Unknown])
+        );
     }
 
     #[test]
     fn losses_follow_the_reduction() {
         let inputs = || {
             vec![
-                tensor("scores", DataType::Float, vec![sym("N"), fixed(5), fixed(7)]),
+                tensor(
+                    "scores",
+                    DataType::Float,
+                    vec![sym("N"), fixed(5), fixed(7)],
+                ),
                 tensor("labels", DataType::Int64, vec![sym("N"), fixed(7)]),
             ]
         };
@@ -943,8 +1040,16 @@ mod tests {
         );
         let out = run(13, graph(inputs(), vec![none], &["loss"]));
         assert_eq!(shape_of(&out, "loss"), Some(vec![sym("N"), fixed(7)]));
-        assert_eq!(shape_of(&out, "log_prob"), Some(vec![sym("N"), fixed(5), fixed(7)]));
-        let mean = node("NegativeLogLikelihoodLoss", &["scores", "labels"], &["loss"], vec![]);
+        assert_eq!(
+            shape_of(&out, "log_prob"),
+            Some(vec![sym("N"), fixed(5), fixed(7)])
+        );
+        let mean = node(
+            "NegativeLogLikelihoodLoss",
+            &["scores", "labels"],
+            &["loss"],
+            vec![],
+        );
         let out = run(13, graph(inputs(), vec![mean], &["loss"]));
         assert_eq!(shape_of(&out, "loss"), Some(vec![]));
     }
