@@ -16,6 +16,9 @@ model's bytes, without TensorFlow::
     onnx_bytes = runnx.convert_keras("model.keras")
     sess = ort.InferenceSession(onnx_bytes)
 
+``runnx.tools`` holds the model tools of the command line (check_model, infer_shapes,
+optimize_model, print_model/parse_model, export_weights/diff_weights/patch_weights).
+
 Errors are ``runnx.RunnxError`` subclasses named like onnxruntime's (``InvalidArgument``,
 ``Fail``, ``NoSuchFile``, ``InvalidProtobuf``...), also importable from
 ``runnx.capi.onnxruntime_pybind11_state``.
@@ -49,6 +52,8 @@ from .session import (
     set_default_logger_severity,
     set_default_logger_verbosity,
 )
+
+from . import tools
 
 __version__ = _runnx.__version__
 

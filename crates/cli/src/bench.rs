@@ -70,22 +70,28 @@ pub struct Args {
 
 /// `--optimization`: onnxruntime's graph optimization levels.
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Level {
+pub(crate) enum Level {
     Disabled,
     Basic,
     Extended,
     All,
 }
 
-pub fn main(args: Args) -> Result<()> {
-    let options = SessionOptions {
-        intra_op_threads: args.threads,
-        optimization_level: match args.optimization {
+impl From<Level> for OptimizationLevel {
+    fn from(level: Level) -> Self {
+        match level {
             Level::Disabled => OptimizationLevel::Disabled,
             Level::Basic => OptimizationLevel::Basic,
             Level::Extended => OptimizationLevel::Extended,
             Level::All => OptimizationLevel::All,
-        },
+        }
+    }
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let options = SessionOptions {
+        intra_op_threads: args.threads,
+        optimization_level: args.optimization.into(),
         optimized_model_path: args.save_optimized.clone(),
     };
     let session = Session::from_file(&args.model, &options)

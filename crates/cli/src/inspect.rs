@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use runnx_ir::{Model, ValueInfo};
+use runnx_ir::{Model, ValueInfo, ValueType};
 use serde_json::json;
 
 /// Show a model's producer, opsets, inputs and outputs, op histogram and parameter size.
@@ -12,7 +12,7 @@ use serde_json::json;
 /// Example: runnx inspect model.onnx --json
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  runnx inspect tests/fixtures/mnist_mlp.onnx\n  runnx inspect model.onnx --json | jq .inputs"
+    after_help = "Example:\n  runnx inspect tests/fixtures/mnist_mlp.onnx\n  runnx inspect --shapes tests/fixtures/bert_tiny.onnx\n  runnx inspect model.onnx --json | jq .inputs"
 )]
 pub struct Args {
     /// The .onnx file.
@@ -20,21 +20,97 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also list every intermediate value with its inferred type and shape.
+    #[arg(long)]
+    shapes: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
     let model =
         runnx_ir::load_model(&args.model).with_context(|| format!("{}", args.model.display()))?;
     let summary = Summary::of(&model);
+    let values = if args.shapes {
+        Some(inferred_values(&model))
+    } else {
+        None
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary.to_json(&model))?
-        );
+        let mut doc = summary.to_json(&model);
+        if let Some(values) = &values {
+            doc["values"] = values
+                .iter()
+                .map(|v| {
+                    json!({"name": v.name, "op": v.op, "type": v.ty.type_string(), "shape": shape_json(&v.ty)})
+                })
+                .collect();
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         summary.print(&model, &args.model);
+        if let Some(values) = &values {
+            let width = values.iter().map(|v| v.name.len()).max().unwrap_or(0).min(48);
+            println!("\nvalues ({}, by the node that produces them)", values.len());
+            for v in values {
+                let ty = if v.ty == ValueType::Unknown {
+                    "?".to_string()
+                } else {
+                    v.ty.to_string()
+                };
+                println!("  {:<width$} {:<20} {ty}", v.name, v.op);
+            }
+        }
     }
     Ok(())
+}
+
+/// One node output with its inferred type.
+struct InferredValue {
+    name: String,
+    op: String,
+    ty: ValueType,
+}
+
+fn inferred_values(model: &Model) -> Vec<InferredValue> {
+    let inference = match runnx_shapes::infer(model, &runnx_shapes::InferOptions::default()) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("warning: shape inference: {e}");
+            return Vec::new();
+        }
+    };
+    for p in &inference.problems {
+        eprintln!("warning: {p}");
+    }
+    let producer: BTreeMap<&str, &str> = model
+        .graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n.op_type.as_str())))
+        .collect();
+    inference
+        .values
+        .into_iter()
+        .map(|(name, ty)| InferredValue {
+            op: producer.get(name.as_str()).unwrap_or(&"").to_string(),
+            name,
+            ty,
+        })
+        .collect()
+}
+
+/// A tensor type's shape as JSON: numbers, dimension names and null for unknown sizes.
+fn shape_json(ty: &ValueType) -> serde_json::Value {
+    match ty.as_tensor().and_then(|t| t.shape.as_ref()) {
+        None => serde_json::Value::Null,
+        Some(dims) => dims
+            .iter()
+            .map(|d| match d {
+                runnx_ir::Dim::Fixed(n) => json!(n),
+                runnx_ir::Dim::Symbol(s) => json!(s),
+                runnx_ir::Dim::Unknown => serde_json::Value::Null,
+            })
+            .collect(),
+    }
 }
 
 struct Summary {
@@ -105,20 +181,7 @@ impl Summary {
 
     fn to_json(&self, model: &Model) -> serde_json::Value {
         let io = |vi: &ValueInfo| {
-            let shape = vi
-                .ty
-                .as_tensor()
-                .and_then(|t| t.shape.as_ref())
-                .map(|dims| {
-                    dims.iter()
-                        .map(|d| match d {
-                            runnx_ir::Dim::Fixed(n) => json!(n),
-                            runnx_ir::Dim::Symbol(s) => json!(s),
-                            runnx_ir::Dim::Unknown => serde_json::Value::Null,
-                        })
-                        .collect::<Vec<_>>()
-                });
-            json!({"name": vi.name, "type": vi.ty.type_string(), "shape": shape})
+            json!({"name": vi.name, "type": vi.ty.type_string(), "shape": shape_json(&vi.ty)})
         };
         json!({
             "producer_name": model.producer_name,

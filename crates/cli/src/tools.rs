@@ -1,8 +1,10 @@
-//! The model tooling commands (weights, print, parse, compare, check): thin shells over
+//! The model tooling commands (weights, print, parse, compare, check, infer-shapes, optimize): thin shells over
 //! `runnx-tools`, flattened into the top-level command list.
 
 mod check;
 mod compare;
+mod optimize;
+mod shapes;
 mod text;
 mod weights;
 
@@ -17,6 +19,8 @@ pub enum Command {
     Parse(text::ParseArgs),
     Compare(compare::Args),
     Check(check::Args),
+    InferShapes(shapes::Args),
+    Optimize(optimize::Args),
 }
 
 pub fn main(command: Command) -> Result<()> {
@@ -26,6 +30,8 @@ pub fn main(command: Command) -> Result<()> {
         Command::Parse(a) => text::parse(a),
         Command::Compare(a) => compare::main(a),
         Command::Check(a) => check::main(a),
+        Command::InferShapes(a) => shapes::main(a),
+        Command::Optimize(a) => optimize::main(a),
     }
 }
 

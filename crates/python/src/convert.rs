@@ -238,7 +238,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// A tensor from a numpy array, or from anything `numpy.asarray` takes (converted to the
 /// declared element type when numpy has it).
-fn tensor_from_py(
+pub(crate) fn tensor_from_py(
     obj: &Bound<'_, PyAny>,
     declared: Option<DataType>,
     name: &str,

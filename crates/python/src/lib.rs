@@ -4,12 +4,14 @@
 //! exception classes. The onnxruntime-compatible API (`InferenceSession`, `SessionOptions`,
 //! providers, `runnx.backend`) is plain Python in `python/runnx` on top of it. This crate uses
 //! the runtime's public API only (and the ops' error type, to classify errors): it knows nothing
-//! about kernels or planning. `convert_keras` is a thin shell over `runnx_keras`.
+//! about kernels or planning. `convert_keras` is a thin shell over `runnx_keras`, and the `tools_*` functions over the model
+//! tools (`runnx-tools`, `runnx-shapes`).
 
 mod convert;
 mod errors;
 mod keras;
 mod session;
+mod tools;
 
 use pyo3::prelude::*;
 
@@ -18,6 +20,14 @@ fn _runnx(module: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::init(module)?;
     module.add_class::<session::PySession>()?;
     module.add_function(wrap_pyfunction!(keras::convert_keras, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_check_model, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_infer_shapes, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_optimize_model, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_print_model, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_parse_model, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_export_weights, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_diff_weights, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_patch_weights, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -16,5 +16,6 @@ mod plan;
 mod session;
 
 pub use error::RuntimeError;
+pub use optimize::{optimize_model, FoldCounts};
 pub use plan::StepProfile;
 pub use session::{OptimizationLevel, Session, SessionOptions};

@@ -52,6 +52,11 @@ impl<'p> Scope<'p> {
             .or_else(|| self.parent.and_then(|p| p.value(name)))
     }
 
+    /// What is known about the contents of a value defined at this level.
+    pub(crate) fn value_of(&self, name: &str) -> Option<&SymValue> {
+        self.values.get(name)
+    }
+
     fn constant(&self, name: &str) -> Option<&Tensor> {
         self.consts
             .get(name)

@@ -61,6 +61,8 @@ pub struct Inference {
     pub problems: Vec<InferError>,
     /// Ops met that have no inference rule (their outputs keep only what the model declares).
     pub ops_without_rule: BTreeSet<String>,
+    /// Node outputs whose contents are known (small integer tensors such as computed shapes).
+    pub contents: Vec<(String, SymValue)>,
 }
 
 impl Inference {
@@ -78,8 +80,14 @@ pub fn infer(model: &Model, options: &InferOptions) -> Result<Inference, InferEr
         .iter()
         .map(|name| (name.clone(), scope.types[name].clone()))
         .collect();
+    let contents = scope
+        .produced
+        .iter()
+        .filter_map(|name| scope.value_of(name).map(|v| (name.clone(), v.clone())))
+        .collect();
     Ok(Inference {
         values,
+        contents,
         problems: engine.problems.take(),
         ops_without_rule: engine.ops_without_rule.take(),
     })

@@ -92,6 +92,14 @@ impl SymValue {
         self.elems.iter().map(SymInt::known).collect()
     }
 
+    pub fn shape_usize(&self) -> Vec<usize> {
+        if self.scalar {
+            Vec::new()
+        } else {
+            vec![self.elems.len()]
+        }
+    }
+
     pub fn shape(&self) -> Vec<Dim> {
         if self.scalar {
             Vec::new()

@@ -5,13 +5,15 @@
 //! PyTorch `torch.save` archives) and diffs or patches a model's initializers against them;
 //! [`text`] prints and parses models as the ONNX textual syntax, protobuf text and JSON;
 //! [`compare`] compares outputs and finds the first diverging node; [`check`] validates a model
-//! like onnx's checker.
+//! like onnx's checker; [`shapes`] writes inferred shapes into a model (the inference itself is
+//! the `runnx-shapes` crate).
 //!
 //! This crate works on the IR (`runnx-ir`) and the runtime; it knows nothing about the CLI.
 
 pub mod check;
 pub mod compare;
 pub mod numeric;
+pub mod shapes;
 pub mod text;
 pub mod weights;
 

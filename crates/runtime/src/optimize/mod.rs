@@ -12,7 +12,10 @@
 //! graph output, or read twice is never fused away.
 
 mod conv_bn;
+mod fold;
 mod fuse_conv;
+
+pub use fold::FoldCounts;
 
 use std::collections::HashMap;
 
@@ -36,6 +39,23 @@ pub(crate) fn optimize(model: &mut Model, level: OptimizationLevel) {
         }
     }
     drop_unused_initializers(&mut model.graph);
+}
+
+/// Optimizes a model to be saved (`runnx optimize`): constant and shape folding, then the
+/// session's rewrites for `level`, then dead nodes and unused initializers removed. At the basic
+/// level the result uses standard ONNX ops only.
+pub fn optimize_model(
+    model: &mut Model,
+    level: OptimizationLevel,
+) -> Result<FoldCounts, crate::RuntimeError> {
+    if level == OptimizationLevel::Disabled {
+        return Ok(FoldCounts::default());
+    }
+    let mut counts = fold::fold_and_prune(model)?;
+    optimize(model, level);
+    counts.dead_nodes += fold::fold_and_prune(model)?.dead_nodes;
+    drop_unused_initializers(&mut model.graph);
+    Ok(counts)
 }
 
 /// How many times each value is read: by node inputs, by subgraphs (any name a subgraph
