@@ -55,7 +55,9 @@ pub(crate) fn find(op: &str, version: i64, direction: Direction) -> Option<Adapt
         ("Split", 13, Down) => |c, n| one(input_to_attr(c, n, 1, "split")),
         // `num_outputs` added: without `split`, an equal split must now say how many parts.
         ("Split", 18, Up) => split_18_up,
-        ("Split", 18, Down) => |_, n| one(Ok(without(n, "num_outputs"))),
+        ("Split", 18, Down) => split_18_down,
+        // Input C became optional.
+        ("Gemm", 11, Down) => gemm_11_down,
         // `starts`, `ends`, `axes` moved to inputs 1-3 and input 4 `steps` was added.
         ("Slice", 10, Up) => slice_up,
         ("Slice", 10, Down) => slice_down,
@@ -144,11 +146,6 @@ fn with(mut node: Node, name: &str, value: AttributeValue) -> Node {
         value,
         ref_attr_name: None,
     });
-    node
-}
-
-fn without(mut node: Node, name: &str) -> Node {
-    take_attr(&mut node, name);
     node
 }
 
@@ -364,6 +361,44 @@ fn split_18_up(_: &mut Ctx, node: Node) -> Result<Vec<Node>, String> {
     }
     let parts = node.outputs.len() as i64;
     Ok(vec![with(node, "num_outputs", AttributeValue::Int(parts))])
+}
+
+/// An uneven `num_outputs` split becomes explicit sizes when the axis length is declared.
+fn split_18_down(ctx: &mut Ctx, mut node: Node) -> Result<Vec<Node>, String> {
+    let Some(AttributeValue::Int(parts)) = take_attr(&mut node, "num_outputs") else {
+        return Ok(vec![node]);
+    };
+    let axis = int_attr(&node, "axis").unwrap_or(0);
+    let shape = input(&node, 0).and_then(|x| ctx.shape(x));
+    let len = shape.and_then(|s| {
+        s.get(if axis < 0 {
+            axis + s.len() as i64
+        } else {
+            axis
+        } as usize)
+    });
+    match len {
+        Some(Dim::Fixed(len)) if *len as i64 % parts != 0 => {
+            let chunk = (*len as i64 + parts - 1) / parts;
+            let sizes: Vec<i64> = (0..parts)
+                .map(|i| chunk.min(*len as i64 - i * chunk))
+                .collect();
+            let tensor = Tensor::from_vec([sizes.len()], sizes).map_err(|e| e.to_string())?;
+            let name = ctx.add_initializer(&format!("{}_split", base(&node)), tensor);
+            set_input(&mut node, 1, name);
+            Ok(vec![node])
+        }
+        _ => Ok(vec![node]),
+    }
+}
+
+fn gemm_11_down(ctx: &mut Ctx, mut node: Node) -> Result<Vec<Node>, String> {
+    if input(&node, 2).is_none() {
+        let zero = scalar_of(data_type(ctx, &node), 0.0)?;
+        let name = ctx.add_initializer(&format!("{}_c", base(&node)), zero);
+        set_input(&mut node, 2, name);
+    }
+    Ok(vec![node])
 }
 
 fn slice_up(ctx: &mut Ctx, node: Node) -> Result<Vec<Node>, String> {
