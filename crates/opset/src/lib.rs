@@ -83,6 +83,13 @@ pub fn convert_opset(model: &Model, target: i64) -> Result<Model, OpsetError> {
         }
     }
     out.ir_version = out.ir_version.max(schema::min_ir_version(target));
+    if run.legacy_inputs && out.ir_version >= 4 {
+        // Initializers were listed as inputs only because IR 3 required it; from IR 4 that
+        // would make them overridable, so they stop being constants.
+        let g = &mut out.graph;
+        let inits: BTreeSet<&String> = g.initializers.iter().map(|(n, _)| n).collect();
+        g.inputs.retain(|i| !inits.contains(&i.name));
+    }
     Ok(out)
 }
 

@@ -138,7 +138,7 @@ fn converted_backend_models_match_reference_outputs() {
         let source = model.opset("").unwrap();
         for target in (OLDEST..=NEWEST).filter(|&t| t != source) {
             let id = format!("{name}@{target}");
-            match convert_opset(&model, target) {
+            match convert_opset(model, target) {
                 Ok(converted) => {
                     let path = tmp.join(format!("{id}.onnx"));
                     let proto = runnx_ir::convert::model_to_proto(&converted);
