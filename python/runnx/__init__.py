@@ -17,7 +17,8 @@ model's bytes, without TensorFlow::
     sess = ort.InferenceSession(onnx_bytes)
 
 ``runnx.tools`` holds the model tools of the command line (check_model, infer_shapes,
-optimize_model, print_model/parse_model, export_weights/diff_weights/patch_weights).
+optimize_model, print_model/parse_model, export_weights/diff_weights/patch_weights,
+convert_opset).
 
 Errors are ``runnx.RunnxError`` subclasses named like onnxruntime's (``InvalidArgument``,
 ``Fail``, ``NoSuchFile``, ``InvalidProtobuf``...), also importable from

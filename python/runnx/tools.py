@@ -13,6 +13,7 @@ so does ``runnx.InferenceSession``)::
     weights = rt.export_weights("model.onnx")          # {name: numpy array}
     report = rt.diff_weights("model.onnx", "model.pt") # against a torch.save state_dict
     patched = rt.patch_weights("model.onnx", {"fc.bias": new_bias})
+    opset13 = rt.convert_opset("model.onnx", 13)      # like onnx.version_converter
 """
 
 from . import _runnx
@@ -98,3 +99,10 @@ def patch_weights(model, weights):
     Shapes must match; values are converted to the initializer's element type.
     """
     return _runnx.tools_patch_weights(_model(model), weights)
+
+
+def convert_opset(model, target):
+    """The model (bytes) converted to opset ``target`` of the default ONNX domain, up or down,
+    like ``onnx.version_converter.convert_version``. A node the target opset cannot express
+    raises ``runnx.NotImplemented`` naming it."""
+    return _runnx.tools_convert_opset(_model(model), target)

@@ -169,3 +169,27 @@ def test_tools_refuse_a_missing_file_and_garbage():
         rt.infer_shapes(Path("no/such/model.onnx"))
     with pytest.raises(runnx.InvalidProtobuf):
         rt.optimize_model(b"\x08\x07garbage")
+
+
+def test_convert_opset_down_and_up_keeps_outputs_in_onnxruntime():
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    axes = onnx.numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [
+        helper.make_node("Squeeze", ["x", "axes"], ["s"]),
+        helper.make_node("ReduceSum", ["s", "axes"], ["y"], keepdims=1),
+    ]
+    model = make_model(nodes, [x], [y], opset=13, ir_version=8, initializer=[axes])
+    feed = {"x": np.arange(6, dtype=np.float32).reshape(2, 1, 3)}
+    want = ort_outputs(model, feed)["y"]
+    down = rt.convert_opset(model, 11)
+    converted = onnx.load_from_string(down)
+    assert converted.opset_import[0].version == 11
+    assert {a.name for n in converted.graph.node for a in n.attribute} == {"axes", "keepdims"}
+    np.testing.assert_array_equal(ort_outputs(down, feed)["y"], want)
+    up = rt.convert_opset(down, 18)
+    np.testing.assert_array_equal(ort_outputs(up, feed)["y"], want)
+    with pytest.raises(runnx.InvalidArgument):
+        rt.convert_opset(model, 999)

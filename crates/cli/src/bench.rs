@@ -151,9 +151,18 @@ pub fn main(args: Args) -> Result<()> {
     }
     let mut times = Vec::new();
     let budget = Duration::from_secs_f64(args.seconds);
+    // The bar counts runs when a run count is given, else tenths of a second of the budget.
+    let progress = match args.iterations {
+        Some(n) => crate::progress::bar(n as u64, "measuring"),
+        None => crate::progress::bar((args.seconds * 10.0).ceil() as u64, "measuring"),
+    };
     let started = Instant::now();
     loop {
         times.push(run(&feeds)?);
+        match args.iterations {
+            Some(_) => progress.inc(1),
+            None => progress.set_position((started.elapsed().as_secs_f64() * 10.0) as u64),
+        }
         let done = match args.iterations {
             Some(n) => times.len() >= n,
             None => started.elapsed() >= budget && times.len() >= 5,
@@ -162,6 +171,7 @@ pub fn main(args: Args) -> Result<()> {
             break;
         }
     }
+    progress.finish_and_clear();
     if times.is_empty() {
         bail!("no timed runs");
     }

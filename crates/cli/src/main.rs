@@ -7,6 +7,7 @@ mod bench;
 mod convert;
 mod inputs;
 mod inspect;
+mod progress;
 mod run;
 mod tools;
 

@@ -1,8 +1,10 @@
-//! The model tooling commands (weights, print, parse, compare, check, infer-shapes, optimize): thin shells over
+//! The model tooling commands (weights, print, parse, compare, check, infer-shapes, optimize,
+//! convert-opset): thin shells over
 //! `runnx-tools`, flattened into the top-level command list.
 
 mod check;
 mod compare;
+mod opset;
 mod optimize;
 mod shapes;
 mod text;
@@ -21,6 +23,7 @@ pub enum Command {
     Check(check::Args),
     InferShapes(shapes::Args),
     Optimize(optimize::Args),
+    ConvertOpset(opset::Args),
 }
 
 pub fn main(command: Command) -> Result<()> {
@@ -32,6 +35,7 @@ pub fn main(command: Command) -> Result<()> {
         Command::Check(a) => check::main(a),
         Command::InferShapes(a) => shapes::main(a),
         Command::Optimize(a) => optimize::main(a),
+        Command::ConvertOpset(a) => opset::main(a),
     }
 }
 

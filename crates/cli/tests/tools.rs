@@ -1,4 +1,5 @@
-//! The tooling commands end to end: weights, print/parse, compare, check, on the PyTorch
+//! The tooling commands end to end: weights, print/parse, compare, check, infer-shapes,
+//! optimize, convert-opset, on the PyTorch
 //! fixtures in tests/data/torch and the models in tests/fixtures.
 
 use std::path::{Path, PathBuf};
@@ -222,6 +223,10 @@ fn every_tool_command_has_help_with_an_example() {
         &["parse"],
         &["compare"],
         &["check"],
+        &["infer-shapes"],
+        &["optimize"],
+        &["convert-opset"],
+        &["inspect"],
     ] {
         let mut args: Vec<&std::ffi::OsStr> = cmd.iter().map(std::ffi::OsStr::new).collect();
         args.push(std::ffi::OsStr::new("--help"));
@@ -229,4 +234,50 @@ fn every_tool_command_has_help_with_an_example() {
         assert!(o.status.success(), "{cmd:?}: {}", show(&o));
         assert!(stdout(&o).contains("Example"), "{cmd:?}: {}", stdout(&o));
     }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+#[test]
+fn infer_shapes_writes_value_info_and_inspect_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cnn.shapes.onnx");
+    let o = run!("infer-shapes", fixture("mnist_cnn.onnx"), "-o", out);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(stdout(&o).contains("values typed"), "{}", show(&o));
+    let model = runnx_ir::load_model(&out).unwrap();
+    // Every node output of the CNN gets a type, the batch dimension stays named.
+    let produced: Vec<&String> = model.graph.nodes.iter().flat_map(|n| &n.outputs).collect();
+    let typed = model.graph.value_info.len() + model.graph.outputs.len();
+    assert_eq!(typed, produced.len(), "{:?}", model.graph.value_info);
+    let shapes: Vec<String> = model.graph.value_info.iter().map(|v| v.ty.to_string()).collect();
+    assert!(shapes.iter().all(|s| s.starts_with("float[batch,")), "{shapes:?}");
+    let o = run!("inspect", "--shapes", fixture("mnist_cnn.onnx"));
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(stdout(&o).contains("values (13"), "{}", show(&o));
+}
+
+#[test]
+fn optimized_and_opset_converted_models_give_the_reference_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let optimized = dir.path().join("cnn.opt.onnx");
+    let o = run!("optimize", fixture("mnist_cnn.onnx"), "-o", optimized);
+    assert!(o.status.success(), "{}", show(&o));
+    let converted = dir.path().join("cnn.opset11.onnx");
+    let o = run!("convert-opset", fixture("mnist_cnn.onnx"), "--to", "11", "-o", converted);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(runnx_ir::load_model(&converted).unwrap().opset(""), Some(11));
+    // onnxruntime's outputs for the original model are the reference.
+    let reference = fixture("mnist_cnn.outputs.npz");
+    for model in [&optimized, &converted] {
+        let o = run!("compare", model, reference, "-i", fixture("mnist_cnn.inputs.npz"));
+        assert!(o.status.success(), "{}: {}", model.display(), show(&o));
+        let o = run!("check", model);
+        assert!(o.status.success(), "{}: {}", model.display(), show(&o));
+    }
+    let o = run!("convert-opset", fixture("mnist_cnn.onnx"), "--to", "0", "-o", dir.path().join("x.onnx"));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("target opset 0"), "{}", show(&o));
 }

@@ -28,6 +28,7 @@ fn _runnx(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(tools::tools_export_weights, module)?)?;
     module.add_function(wrap_pyfunction!(tools::tools_diff_weights, module)?)?;
     module.add_function(wrap_pyfunction!(tools::tools_patch_weights, module)?)?;
+    module.add_function(wrap_pyfunction!(tools::tools_convert_opset, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

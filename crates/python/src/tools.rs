@@ -250,3 +250,19 @@ pub fn tools_patch_weights<'py>(
     weights::patch_weights(&mut ir, &tensors).map_err(tool_error)?;
     Ok(model_bytes(model.py(), &ir))
 }
+
+/// The model converted to opset `target` of the default domain, as bytes.
+#[pyfunction]
+pub fn tools_convert_opset<'py>(
+    model: &Bound<'py, PyAny>,
+    target: i64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let ir = to_ir(&load(model)?)?;
+    let converted = runnx_opset::convert_opset(&ir, target).map_err(|e| match e {
+        runnx_opset::OpsetError::BadTarget { .. } | runnx_opset::OpsetError::NoDefaultOpset => {
+            INVALID_ARGUMENT.err(e.to_string())
+        }
+        _ => crate::errors::NOT_IMPLEMENTED.err(e.to_string()),
+    })?;
+    Ok(model_bytes(model.py(), &converted))
+}

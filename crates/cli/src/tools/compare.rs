@@ -67,6 +67,7 @@ fn read_npz(path: &Path) -> Result<Vec<(String, runnx_ir::Tensor)>> {
 }
 
 fn run(model: Model, feeds: &[(String, Value)], path: &Path) -> Result<Vec<(String, Value)>> {
+    let _spinner = crate::progress::spinner(format!("running {}", path.display()));
     let session = Session::from_model(model, &SessionOptions::default())
         .with_context(|| path.display().to_string())?;
     let names: Vec<String> = session.outputs().map(|o| o.name.clone()).collect();

@@ -7,7 +7,7 @@ use runnx_runtime::optimize_model;
 
 use crate::bench::Level;
 
-/// Optimize a model and save it: constant folding, shape folding (computed shapes of static
+/// Optimize a model and save it: constant folding, Identity removal, shape folding (computed shapes of static
 /// tensors become constants), Conv+BatchNormalization folding, dead nodes and unused
 /// initializers removed.
 ///
@@ -29,8 +29,10 @@ pub fn main(args: Args) -> Result<()> {
     let mut model =
         runnx_ir::load_model(&args.model).with_context(|| args.model.display().to_string())?;
     let before = Stats::of(&model);
+    let spinner = crate::progress::spinner(format!("optimizing {}", args.model.display()));
     let counts = optimize_model(&mut model, args.level.into())
         .with_context(|| args.model.display().to_string())?;
+    drop(spinner);
     runnx_onnx::save_model(&runnx_ir::convert::model_to_proto(&model), &args.output)
         .with_context(|| args.output.display().to_string())?;
     let after = Stats::of(&model);
@@ -45,9 +47,10 @@ pub fn main(args: Args) -> Result<()> {
         after.bytes
     );
     println!(
-        "  {} nodes constant-folded, {} computed shapes folded, {} dead nodes removed; written to {}",
+        "  {} nodes constant-folded, {} computed shapes folded, {} Identity nodes bypassed, {} dead nodes removed; written to {}",
         counts.folded_nodes,
         counts.folded_shapes,
+        counts.bypassed_identities,
         counts.dead_nodes,
         args.output.display()
     );

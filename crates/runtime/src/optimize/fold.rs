@@ -26,11 +26,68 @@ pub struct FoldCounts {
     pub folded_shapes: usize,
     /// Nodes removed because nothing reads their outputs.
     pub dead_nodes: usize,
+    /// Identity nodes removed, their readers reading the Identity's input instead.
+    pub bypassed_identities: usize,
+}
+
+/// Removes Identity nodes whose output is neither a graph output nor named inside a subgraph:
+/// their readers read the input directly (exporters emit them to alias shared weights).
+fn bypass_identities(graph: &mut Graph) -> usize {
+    let mut in_subgraphs: HashSet<String> = HashSet::new();
+    for node in &graph.nodes {
+        super::for_each_subgraph(node, &mut |sub| collect_names(sub, &mut in_subgraphs));
+    }
+    let outputs: HashSet<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
+    let mut renames: HashMap<String, String> = HashMap::new();
+    for node in &graph.nodes {
+        let standard = node.domain.is_empty() || node.domain == "ai.onnx";
+        if standard
+            && node.op_type == "Identity"
+            && node.inputs.len() == 1
+            && !node.inputs[0].is_empty()
+            && node.outputs.len() == 1
+            && !outputs.contains(node.outputs[0].as_str())
+            && !in_subgraphs.contains(&node.outputs[0])
+        {
+            let mut source = node.inputs[0].clone();
+            while let Some(s) = renames.get(&source) {
+                source = s.clone();
+            }
+            renames.insert(node.outputs[0].clone(), source);
+        }
+    }
+    if renames.is_empty() {
+        return 0;
+    }
+    graph
+        .nodes
+        .retain(|n| !(n.op_type == "Identity" && n.outputs.first().is_some_and(|o| renames.contains_key(o))));
+    for node in &mut graph.nodes {
+        for input in &mut node.inputs {
+            if let Some(source) = renames.get(input) {
+                *input = source.clone();
+            }
+        }
+    }
+    graph.value_info.retain(|v| !renames.contains_key(&v.name));
+    renames.len()
+}
+
+/// Every value name a subgraph (and its subgraphs) mentions.
+fn collect_names(graph: &Graph, names: &mut HashSet<String>) {
+    for node in &graph.nodes {
+        names.extend(node.inputs.iter().cloned());
+        super::for_each_subgraph(node, &mut |sub| collect_names(sub, names));
+    }
+    names.extend(graph.outputs.iter().map(|o| o.name.clone()));
 }
 
 /// Folds until nothing changes, then removes dead nodes.
 pub(crate) fn fold_and_prune(model: &mut Model) -> Result<FoldCounts, RuntimeError> {
-    let mut counts = FoldCounts::default();
+    let mut counts = FoldCounts {
+        bypassed_identities: bypass_identities(&mut model.graph),
+        ..FoldCounts::default()
+    };
     loop {
         let shapes = fold_known_contents(model);
         let nodes = fold_constant_nodes(model)?;

@@ -51,9 +51,16 @@ pub fn optimize_model(
     if level == OptimizationLevel::Disabled {
         return Ok(FoldCounts::default());
     }
-    let mut counts = fold::fold_and_prune(model)?;
+    let first = fold::fold_and_prune(model)?;
     optimize(model, level);
-    counts.dead_nodes += fold::fold_and_prune(model)?.dead_nodes;
+    // Folding BatchNormalization into Conv may leave new constants and dead nodes.
+    let second = fold::fold_and_prune(model)?;
+    let counts = FoldCounts {
+        folded_nodes: first.folded_nodes + second.folded_nodes,
+        folded_shapes: first.folded_shapes + second.folded_shapes,
+        dead_nodes: first.dead_nodes + second.dead_nodes,
+        bypassed_identities: first.bypassed_identities + second.bypassed_identities,
+    };
     drop_unused_initializers(&mut model.graph);
     Ok(counts)
 }
