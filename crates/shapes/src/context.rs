@@ -215,9 +215,9 @@ impl<'s> NodeContext<'s> {
     pub fn attr_dtype(&self, name: &str) -> RuleResult<Option<DataType>> {
         match self.attr_int(name)? {
             None => Ok(None),
-            Some(code) => DataType::from_onnx(code as i32)
-                .map(Some)
-                .ok_or_else(|| RuleError::invalid(format!("attribute '{name}': unknown element type {code}"))),
+            Some(code) => DataType::from_onnx(code as i32).map(Some).ok_or_else(|| {
+                RuleError::invalid(format!("attribute '{name}': unknown element type {code}"))
+            }),
         }
     }
 

@@ -59,7 +59,13 @@ pub fn product(dims: &[Dim]) -> Dim {
     for d in dims {
         match d {
             Dim::Fixed(n) => total = total.saturating_mul(*n),
-            _ => return if dims.len() == 1 { d.clone() } else { Dim::Unknown },
+            _ => {
+                return if dims.len() == 1 {
+                    d.clone()
+                } else {
+                    Dim::Unknown
+                }
+            }
         }
     }
     Dim::Fixed(total)
@@ -141,7 +147,9 @@ pub fn sliding_output(
         )));
     }
     if stride <= 0 {
-        return Err(RuleError::invalid(format!("stride {stride} must be positive")));
+        return Err(RuleError::invalid(format!(
+            "stride {stride} must be positive"
+        )));
     }
     let mut out = if ceil_mode {
         (span + stride - 1) / stride + 1
@@ -164,7 +172,10 @@ mod tests {
         let a = [Dim::Symbol("N".into()), Dim::Fixed(1), Dim::Fixed(4)];
         let b = [Dim::Fixed(3), Dim::Fixed(1)];
         let out = broadcast(&[&a, &b]).unwrap();
-        assert_eq!(out, vec![Dim::Symbol("N".into()), Dim::Fixed(3), Dim::Fixed(4)]);
+        assert_eq!(
+            out,
+            vec![Dim::Symbol("N".into()), Dim::Fixed(3), Dim::Fixed(4)]
+        );
         assert!(broadcast(&[&[Dim::Fixed(2)], &[Dim::Fixed(3)]]).is_err());
         let c = [Dim::Symbol("M".into())];
         assert_eq!(broadcast(&[&a[..1], &c]).unwrap(), vec![Dim::Unknown]);

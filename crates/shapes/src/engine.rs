@@ -102,7 +102,13 @@ impl<'p> Scope<'p> {
                 name.clone(),
                 ValueType::tensor(
                     tensor.dtype(),
-                    Some(tensor.shape().iter().map(|&d| runnx_ir::Dim::Fixed(d)).collect()),
+                    Some(
+                        tensor
+                            .shape()
+                            .iter()
+                            .map(|&d| runnx_ir::Dim::Fixed(d))
+                            .collect(),
+                    ),
                 ),
             );
             self.bind_const(name, tensor);
@@ -131,7 +137,11 @@ impl<'m> Engine<'m> {
     pub(crate) fn infer_main(&self) -> Result<Scope<'static>, InferError> {
         let mut scope = Scope::new(None);
         scope.bind_graph(&self.model.graph, None);
-        self.infer_nodes(&mut scope, &self.model.graph.nodes, &self.model.opset_imports)?;
+        self.infer_nodes(
+            &mut scope,
+            &self.model.graph.nodes,
+            &self.model.opset_imports,
+        )?;
         Ok(scope)
     }
 
@@ -216,12 +226,7 @@ impl<'m> Engine<'m> {
         Ok(())
     }
 
-    fn context<'s>(
-        &'s self,
-        scope: &'s Scope<'s>,
-        node: &'s Node,
-        opset: i64,
-    ) -> NodeContext<'s> {
+    fn context<'s>(&'s self, scope: &'s Scope<'s>, node: &'s Node, opset: i64) -> NodeContext<'s> {
         fn lookup(name: &str) -> Option<&str> {
             (!name.is_empty()).then_some(name)
         }
@@ -315,7 +320,10 @@ impl<'m> Engine<'m> {
         }
         let result = self.infer_nodes(&mut scope, &body, &function.opset_imports);
         if let Err(e) = result {
-            return Err(RuleError::invalid(format!("in function {}: {e}", function.name)));
+            return Err(RuleError::invalid(format!(
+                "in function {}: {e}",
+                function.name
+            )));
         }
         for (i, formal) in function.outputs.iter().enumerate() {
             if let Some(t) = scope.types.get(formal) {
@@ -339,12 +347,20 @@ impl<'m> Engine<'m> {
         let mut scope = Scope::new(Some(parent));
         scope.bind_graph(graph, Some(input_types));
         if let Err(e) = self.infer_nodes(&mut scope, &graph.nodes, &self.model.opset_imports) {
-            return Err(RuleError::invalid(format!("in subgraph '{}': {e}", graph.name)));
+            return Err(RuleError::invalid(format!(
+                "in subgraph '{}': {e}",
+                graph.name
+            )));
         }
         Ok(graph
             .outputs
             .iter()
-            .map(|o| scope.ty(&o.name).cloned().filter(|t| *t != ValueType::Unknown))
+            .map(|o| {
+                scope
+                    .ty(&o.name)
+                    .cloned()
+                    .filter(|t| *t != ValueType::Unknown)
+            })
             .collect())
     }
 

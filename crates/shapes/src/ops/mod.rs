@@ -51,7 +51,11 @@ pub fn shape_of_input_with(
 ) -> RuleResult {
     let shape = match ctx.input_type(input) {
         Ok(ValueType::Tensor(t)) => t.shape.clone(),
-        Ok(_) => return Err(RuleError::invalid(format!("input {input} must be a tensor"))),
+        Ok(_) => {
+            return Err(RuleError::invalid(format!(
+                "input {input} must be a tensor"
+            )))
+        }
         Err(_) => None,
     };
     ctx.set_output_tensor(out, dtype, shape);

@@ -246,7 +246,10 @@ fn quotient(whole: &[Dim], part: &[Dim]) -> RuleResult<Dim> {
     let mut whole: Vec<&Dim> = whole.iter().collect();
     let mut part_rest = Vec::new();
     for d in part {
-        match whole.iter().position(|w| *w == d && matches!(d, Dim::Symbol(_))) {
+        match whole
+            .iter()
+            .position(|w| *w == d && matches!(d, Dim::Symbol(_)))
+        {
             Some(p) => {
                 whole.remove(p);
             }
@@ -288,7 +291,10 @@ fn flatten(ctx: &mut NodeContext<'_>) -> RuleResult {
         axis += r;
     }
     if !(0..=r).contains(&axis) {
-        bail!("axis {} is out of range for rank {r}", ctx.attr_int_or("axis", 1)?);
+        bail!(
+            "axis {} is out of range for rank {r}",
+            ctx.attr_int_or("axis", 1)?
+        );
     }
     let (a, b) = dims.split_at(axis as usize);
     ctx.set_output_tensor(0, dtype, Some(vec![product(a), product(b)]));
@@ -319,7 +325,10 @@ fn squeeze(ctx: &mut NodeContext<'_>) -> RuleResult {
             if dims.iter().any(|d| !matches!(d, Dim::Fixed(_))) {
                 return Ok(());
             }
-            dims.iter().filter(|d| **d != Dim::Fixed(1)).cloned().collect()
+            dims.iter()
+                .filter(|d| **d != Dim::Fixed(1))
+                .cloned()
+                .collect()
         }
     };
     if keep.is_empty() {
@@ -373,7 +382,10 @@ fn transpose(ctx: &mut NodeContext<'_>) -> RuleResult {
         None => (0..r as i64).rev().collect(),
     };
     if perm.len() != r {
-        bail!("perm {perm:?} has {} entries for an input of rank {r}", perm.len());
+        bail!(
+            "perm {perm:?} has {} entries for an input of rank {r}",
+            perm.len()
+        );
     }
     let perm = normalize_axes(&perm, r)?;
     let out = perm.iter().map(|&p| dims[p].clone()).collect();
@@ -518,7 +530,13 @@ fn split(ctx: &mut NodeContext<'_>) -> RuleResult {
                         bail!("axis {axis} of size {n} cannot be split into {k} parts");
                     }
                     (0..k)
-                        .map(|i| Dim::Fixed(if i + 1 < k { chunk } else { n - chunk * (k - 1) }))
+                        .map(|i| {
+                            Dim::Fixed(if i + 1 < k {
+                                chunk
+                            } else {
+                                n - chunk * (k - 1)
+                            })
+                        })
                         .collect()
                 }
                 _ if outputs == 0 => bail!("Split has no outputs"),
@@ -565,9 +583,19 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
         let (Some(s), Some(e)) = (ctx.attr_ints("starts")?, ctx.attr_ints("ends")?) else {
             bail!("attributes 'starts' and 'ends' are required");
         };
-        (Some(known(s)), Some(known(e)), Some(ctx.attr_ints("axes")?), Some(None))
+        (
+            Some(known(s)),
+            Some(known(e)),
+            Some(ctx.attr_ints("axes")?),
+            Some(None),
+        )
     } else {
-        (input_syms(ctx, 1), input_syms(ctx, 2), optional(3), optional(4))
+        (
+            input_syms(ctx, 1),
+            input_syms(ctx, 2),
+            optional(3),
+            optional(4),
+        )
     };
     let Some(axes) = axes else {
         ctx.set_output_tensor(0, dtype, Some(vec![Dim::Unknown; r]));
@@ -579,7 +607,10 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
         let sliced = match &axes {
             Some(a) => normalize_axes(a, r)?,
             None => {
-                let n = starts.map(|s| s.len()).or_else(|| fixed_len(ctx, 1)).unwrap_or(r);
+                let n = starts
+                    .map(|s| s.len())
+                    .or_else(|| fixed_len(ctx, 1))
+                    .unwrap_or(r);
                 (0..n.min(r)).collect()
             }
         };
@@ -621,7 +652,11 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
             let n = v.elems.len() as i64;
             let len = slice_len(n, *s, *e, *step);
             let first = if *s < 0 { s + n } else { *s };
-            let i = if *step > 0 { first.clamp(0, n) } else { first.clamp(-1, n - 1) };
+            let i = if *step > 0 {
+                first.clamp(0, n)
+            } else {
+                first.clamp(-1, n - 1)
+            };
             let elems = (0..len as i128)
                 .map(|k| v.elems[(i as i128 + k * *step as i128) as usize].clone())
                 .collect();
@@ -666,7 +701,11 @@ fn gather_elements(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, dims) = start(ctx)?;
     let indices = ctx.input_shape(1)?.to_vec();
     if indices.len() != dims.len() {
-        bail!("indices have rank {}, data rank {}", indices.len(), dims.len());
+        bail!(
+            "indices have rank {}, data rank {}",
+            indices.len(),
+            dims.len()
+        );
     }
     normalize_axis(ctx.attr_int_or("axis", 0)?, dims.len())?;
     ctx.set_output_tensor(0, dtype, Some(indices));
@@ -689,7 +728,10 @@ fn gather_nd(ctx: &mut NodeContext<'_>) -> RuleResult {
     };
     let from = b as usize + k;
     if from > dims.len() {
-        bail!("indices address {k} dims after {b} batch dims of data with rank {}", dims.len());
+        bail!(
+            "indices address {k} dims after {b} batch dims of data with rank {}",
+            dims.len()
+        );
     }
     let mut out = lead.to_vec();
     out.extend(dims[from..].iter().cloned());
@@ -723,7 +765,11 @@ fn tile(ctx: &mut NodeContext<'_>) -> RuleResult {
         return Ok(());
     };
     if repeats.len() != dims.len() {
-        bail!("{} repeats for an input of rank {}", repeats.len(), dims.len());
+        bail!(
+            "{} repeats for an input of rank {}",
+            repeats.len(),
+            dims.len()
+        );
     }
     let out = dims
         .iter()
@@ -826,7 +872,12 @@ fn depth_to_space(ctx: &mut NodeContext<'_>) -> RuleResult {
     let [n, c, h, w] = dims.as_slice() else {
         bail!("input must have rank 4, it is {}", format_shape(&dims));
     };
-    let out = vec![n.clone(), dim_div(c, b * b, "channels")?, dim_times(h, b), dim_times(w, b)];
+    let out = vec![
+        n.clone(),
+        dim_div(c, b * b, "channels")?,
+        dim_times(h, b),
+        dim_times(w, b),
+    ];
     ctx.set_output_tensor(0, dtype, Some(out));
     Ok(())
 }
@@ -838,7 +889,12 @@ fn space_to_depth(ctx: &mut NodeContext<'_>) -> RuleResult {
     let [n, c, h, w] = dims.as_slice() else {
         bail!("input must have rank 4, it is {}", format_shape(&dims));
     };
-    let out = vec![n.clone(), dim_times(c, b * b), dim_div(h, b, "height")?, dim_div(w, b, "width")?];
+    let out = vec![
+        n.clone(),
+        dim_times(c, b * b),
+        dim_div(h, b, "height")?,
+        dim_div(w, b, "width")?,
+    ];
     ctx.set_output_tensor(0, dtype, Some(out));
     Ok(())
 }
@@ -942,7 +998,11 @@ fn compress(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn range(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = ctx.input_dtype(0)?;
     ctx.set_output_tensor(0, dtype, Some(vec![Dim::Unknown]));
-    let scalar = |i: usize| input_syms(ctx, i).filter(|v| v.len() == 1).map(|v| v[0].clone());
+    let scalar = |i: usize| {
+        input_syms(ctx, i)
+            .filter(|v| v.len() == 1)
+            .map(|v| v[0].clone())
+    };
     let ints = (scalar(0), scalar(1), scalar(2));
     if let (Some(SymInt::Known(s)), Some(SymInt::Known(l)), Some(SymInt::Known(d))) = &ints {
         if *d == 0 {
@@ -956,7 +1016,8 @@ fn range(ctx: &mut NodeContext<'_>) -> RuleResult {
         ctx.set_output_tensor(0, dtype, Some(vec![Dim::Fixed(n)]));
         return Ok(());
     }
-    if let (Some(SymInt::Known(0)), Some(limit @ SymInt::Symbol(_)), Some(SymInt::Known(1))) = &ints {
+    if let (Some(SymInt::Known(0)), Some(limit @ SymInt::Symbol(_)), Some(SymInt::Known(1))) = &ints
+    {
         ctx.set_output_tensor(0, dtype, Some(vec![limit.to_dim()]));
         return Ok(());
     }
@@ -1018,9 +1079,14 @@ fn einsum(ctx: &mut NodeContext<'_>) -> RuleResult {
         Some((l, r)) => (l, Some(r)),
         None => (equation.as_str(), None),
     };
-    let terms: Vec<Vec<Option<char>>> = lhs.split(',').map(einsum_term).collect::<RuleResult<_>>()?;
+    let terms: Vec<Vec<Option<char>>> =
+        lhs.split(',').map(einsum_term).collect::<RuleResult<_>>()?;
     if terms.len() != ctx.num_inputs() {
-        bail!("equation '{equation}' has {} inputs, the node {}", terms.len(), ctx.num_inputs());
+        bail!(
+            "equation '{equation}' has {} inputs, the node {}",
+            terms.len(),
+            ctx.num_inputs()
+        );
     }
     let mut sizes: Vec<(char, Dim)> = Vec::new();
     let mut ellipsis: Option<Vec<Dim>> = Some(vec![]);
@@ -1041,7 +1107,10 @@ fn einsum(ctx: &mut NodeContext<'_>) -> RuleResult {
         let named = term.iter().filter(|l| l.is_some()).count();
         let has_ellipsis = term.contains(&None);
         if dims.len() < named || (!has_ellipsis && dims.len() != named) {
-            bail!("input {i} has rank {} for term with {named} labels", dims.len());
+            bail!(
+                "input {i} has rank {} for term with {named} labels",
+                dims.len()
+            );
         }
         let ell_rank = dims.len() - named;
         let mut pos = 0;
@@ -1068,11 +1137,18 @@ fn einsum(ctx: &mut NodeContext<'_>) -> RuleResult {
     let output: Vec<Option<char>> = match rhs {
         Some(r) => einsum_term(r)?,
         None => {
-            let mut once: Vec<char> =
-                counts.iter().filter(|(_, n)| *n == 1).map(|(c, _)| *c).collect();
+            let mut once: Vec<char> = counts
+                .iter()
+                .filter(|(_, n)| *n == 1)
+                .map(|(c, _)| *c)
+                .collect();
             once.sort_unstable();
             let any_ellipsis = terms.iter().any(|t| t.contains(&None));
-            any_ellipsis.then_some(None).into_iter().chain(once.into_iter().map(Some)).collect()
+            any_ellipsis
+                .then_some(None)
+                .into_iter()
+                .chain(once.into_iter().map(Some))
+                .collect()
         }
     };
     let mut out = Vec::new();
@@ -1083,7 +1159,12 @@ fn einsum(ctx: &mut NodeContext<'_>) -> RuleResult {
                 if !counts.iter().any(|(l, _)| l == c) {
                     bail!("output label '{c}' is not in any input of '{equation}'");
                 }
-                out.push(sizes.iter().find(|(l, _)| l == c).map_or(Dim::Unknown, |e| e.1.clone()));
+                out.push(
+                    sizes
+                        .iter()
+                        .find(|(l, _)| l == c)
+                        .map_or(Dim::Unknown, |e| e.1.clone()),
+                );
             }
         }
     }
@@ -1097,8 +1178,16 @@ fn matmul_shape(a: &[Dim], b: &[Dim]) -> RuleResult<Vec<Dim>> {
         bail!("MatMul operands must have rank at least 1");
     }
     let one = [Dim::Fixed(1)];
-    let a2: Vec<Dim> = if a.len() == 1 { [&one[..], a].concat() } else { a.to_vec() };
-    let b2: Vec<Dim> = if b.len() == 1 { [b, &one[..]].concat() } else { b.to_vec() };
+    let a2: Vec<Dim> = if a.len() == 1 {
+        [&one[..], a].concat()
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<Dim> = if b.len() == 1 {
+        [b, &one[..]].concat()
+    } else {
+        b.to_vec()
+    };
     let (ka, kb) = (&a2[a2.len() - 1], &b2[b2.len() - 2]);
     if let (Dim::Fixed(x), Dim::Fixed(y)) = (ka, kb) {
         if x != y {
@@ -1147,10 +1236,22 @@ fn gemm(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, _) = start(ctx)?;
     let (a, b) = (ctx.input_shape(0)?, ctx.input_shape(1)?);
     let ([a0, a1], [b0, b1]) = (a, b) else {
-        bail!("A and B must be matrices, they are {} and {}", format_shape(a), format_shape(b));
+        bail!(
+            "A and B must be matrices, they are {} and {}",
+            format_shape(a),
+            format_shape(b)
+        );
     };
-    let (m, ka) = if ctx.attr_int_or("transA", 0)? != 0 { (a1, a0) } else { (a0, a1) };
-    let (kb, n) = if ctx.attr_int_or("transB", 0)? != 0 { (b1, b0) } else { (b0, b1) };
+    let (m, ka) = if ctx.attr_int_or("transA", 0)? != 0 {
+        (a1, a0)
+    } else {
+        (a0, a1)
+    };
+    let (kb, n) = if ctx.attr_int_or("transB", 0)? != 0 {
+        (b1, b0)
+    } else {
+        (b0, b1)
+    };
     if let (Dim::Fixed(x), Dim::Fixed(y)) = (ka, kb) {
         if x != y {
             bail!("inner sizes differ: {x} against {y}");
@@ -1165,7 +1266,10 @@ fn gemm(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn det(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, dims) = start(ctx)?;
     if dims.len() < 2 {
-        bail!("input must have rank at least 2, it is {}", format_shape(&dims));
+        bail!(
+            "input must have rank at least 2, it is {}",
+            format_shape(&dims)
+        );
     }
     let r = dims.len();
     unify(&dims[r - 2], &dims[r - 1])?;
@@ -1192,7 +1296,12 @@ mod tests {
         }
     }
 
-    fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, AttributeValue)>) -> Node {
+    fn node(
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<(&str, AttributeValue)>,
+    ) -> Node {
         Node {
             op_type: op.into(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
@@ -1219,7 +1328,10 @@ mod tests {
             opset_imports: [(String::new(), opset)].into_iter().collect(),
             graph: Graph {
                 inputs,
-                initializers: initializers.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
+                initializers: initializers
+                    .into_iter()
+                    .map(|(n, t)| (n.to_string(), t))
+                    .collect(),
                 nodes,
                 ..Graph::default()
             },
@@ -1229,7 +1341,9 @@ mod tests {
     }
 
     fn shape_of(inf: &crate::Inference, name: &str) -> Option<Vec<Dim>> {
-        inf.get(name).and_then(|t| t.as_tensor()).and_then(|t| t.shape.clone())
+        inf.get(name)
+            .and_then(|t| t.as_tensor())
+            .and_then(|t| t.shape.clone())
     }
 
     fn ints(v: &[i64]) -> Tensor {
@@ -1239,7 +1353,11 @@ mod tests {
     #[test]
     fn computed_shape_reaches_reshape_with_named_batch() {
         // x: [batch, seq, 64] -> Shape -> Gather(0) -> Unsqueeze -> Concat([-1, 8, 8]... )
-        let x = input("x", DataType::Float, vec![sym("batch"), sym("seq"), Dim::Fixed(64)]);
+        let x = input(
+            "x",
+            DataType::Float,
+            vec![sym("batch"), sym("seq"), Dim::Fixed(64)],
+        );
         let inf = run(
             13,
             vec![x],
@@ -1252,7 +1370,12 @@ mod tests {
                 node("Shape", &["x"], &["s"], vec![]),
                 node("Gather", &["s", "zero"], &["b"], vec![]),
                 node("Unsqueeze", &["b", "axes"], &["b1"], vec![]),
-                node("Concat", &["b1", "rest"], &["target"], vec![("axis", AttributeValue::Int(0))]),
+                node(
+                    "Concat",
+                    &["b1", "rest"],
+                    &["target"],
+                    vec![("axis", AttributeValue::Int(0))],
+                ),
                 node("Reshape", &["x", "target"], &["y"], vec![]),
             ],
         );
@@ -1266,27 +1389,54 @@ mod tests {
 
     #[test]
     fn reshape_infers_minus_one_cancelling_named_dims() {
-        let x = input("x", DataType::Float, vec![sym("batch"), Dim::Fixed(12), Dim::Fixed(64)]);
-        let s = input("s", DataType::Int64, vec![sym("batch"), Dim::Fixed(12), Dim::Fixed(64)]);
+        let x = input(
+            "x",
+            DataType::Float,
+            vec![sym("batch"), Dim::Fixed(12), Dim::Fixed(64)],
+        );
+        let s = input(
+            "s",
+            DataType::Int64,
+            vec![sym("batch"), Dim::Fixed(12), Dim::Fixed(64)],
+        );
         let inf = run(
             14,
             vec![x, s],
-            vec![("t", ints(&[0, -1])), ("z", ints(&[0, 768])), ("bad", ints(&[5, -1]))],
+            vec![
+                ("t", ints(&[0, -1])),
+                ("z", ints(&[0, 768])),
+                ("bad", ints(&[5, -1])),
+            ],
             vec![
                 node("Reshape", &["x", "t"], &["y"], vec![]),
-                node("Reshape", &["s", "z"], &["w"], vec![("allowzero", AttributeValue::Int(1))]),
+                node(
+                    "Reshape",
+                    &["s", "z"],
+                    &["w"],
+                    vec![("allowzero", AttributeValue::Int(1))],
+                ),
                 node("Reshape", &["x", "bad"], &["v"], vec![]),
             ],
         );
-        assert_eq!(shape_of(&inf, "y"), Some(vec![sym("batch"), Dim::Fixed(768)]));
+        assert_eq!(
+            shape_of(&inf, "y"),
+            Some(vec![sym("batch"), Dim::Fixed(768)])
+        );
         // allowzero: 0 is a size (batch may be 0); 768 / 5 is left to the named batch.
-        assert_eq!(shape_of(&inf, "w"), Some(vec![Dim::Fixed(0), Dim::Fixed(768)]));
+        assert_eq!(
+            shape_of(&inf, "w"),
+            Some(vec![Dim::Fixed(0), Dim::Fixed(768)])
+        );
         assert_eq!(shape_of(&inf, "v"), Some(vec![Dim::Fixed(5), Dim::Unknown]));
     }
 
     #[test]
     fn squeeze_and_unsqueeze_follow_the_opset() {
-        let x = input("x", DataType::Float, vec![Dim::Fixed(1), sym("n"), Dim::Fixed(1)]);
+        let x = input(
+            "x",
+            DataType::Float,
+            vec![Dim::Fixed(1), sym("n"), Dim::Fixed(1)],
+        );
         let attr = |v: &[i64]| vec![("axes", AttributeValue::Ints(v.to_vec()))];
         let old = run(
             11,
@@ -1300,7 +1450,13 @@ mod tests {
         assert_eq!(shape_of(&old, "a"), Some(vec![Dim::Fixed(1), sym("n")]));
         assert_eq!(
             shape_of(&old, "b"),
-            Some(vec![Dim::Fixed(1), Dim::Fixed(1), sym("n"), Dim::Fixed(1), Dim::Fixed(1)])
+            Some(vec![
+                Dim::Fixed(1),
+                Dim::Fixed(1),
+                sym("n"),
+                Dim::Fixed(1),
+                Dim::Fixed(1)
+            ])
         );
         let new = run(
             13,
@@ -1317,7 +1473,11 @@ mod tests {
 
     #[test]
     fn slice_clamps_and_steps_backwards() {
-        let x = input("x", DataType::Float, vec![Dim::Fixed(10), sym("n"), Dim::Fixed(5)]);
+        let x = input(
+            "x",
+            DataType::Float,
+            vec![Dim::Fixed(10), sym("n"), Dim::Fixed(5)],
+        );
         let inf = run(
             13,
             vec![x],
@@ -1327,15 +1487,31 @@ mod tests {
                 ("axes", ints(&[0, -2, 2])),
                 ("steps", ints(&[-3, 1, 2])),
             ],
-            vec![node("Slice", &["x", "starts", "ends", "axes", "steps"], &["y"], vec![])],
+            vec![node(
+                "Slice",
+                &["x", "starts", "ends", "axes", "steps"],
+                &["y"],
+                vec![],
+            )],
         );
-        assert_eq!(shape_of(&inf, "y"), Some(vec![Dim::Fixed(4), sym("n"), Dim::Fixed(2)]));
+        assert_eq!(
+            shape_of(&inf, "y"),
+            Some(vec![Dim::Fixed(4), sym("n"), Dim::Fixed(2)])
+        );
     }
 
     #[test]
     fn einsum_with_ellipsis_and_implicit_output() {
-        let a = input("a", DataType::Float, vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4)]);
-        let c = input("c", DataType::Float, vec![Dim::Fixed(7), Dim::Fixed(4), Dim::Fixed(5)]);
+        let a = input(
+            "a",
+            DataType::Float,
+            vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4)],
+        );
+        let c = input(
+            "c",
+            DataType::Float,
+            vec![Dim::Fixed(7), Dim::Fixed(4), Dim::Fixed(5)],
+        );
         let eq = |s: &str| vec![("equation", AttributeValue::String(s.as_bytes().to_vec()))];
         let inf = run(
             12,
@@ -1358,9 +1534,17 @@ mod tests {
 
     #[test]
     fn matmul_promotes_vectors_and_broadcasts_batches() {
-        let a = input("a", DataType::Float, vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4)]);
+        let a = input(
+            "a",
+            DataType::Float,
+            vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4)],
+        );
         let v = input("v", DataType::Float, vec![Dim::Fixed(4)]);
-        let m = input("m", DataType::Float, vec![Dim::Fixed(6), Dim::Fixed(4), Dim::Fixed(2)]);
+        let m = input(
+            "m",
+            DataType::Float,
+            vec![Dim::Fixed(6), Dim::Fixed(4), Dim::Fixed(2)],
+        );
         let inf = run(
             13,
             vec![a, v, m],
@@ -1371,8 +1555,14 @@ mod tests {
                 node("MatMul", &["a", "m"], &["am"], vec![]),
             ],
         );
-        assert_eq!(shape_of(&inf, "av"), Some(vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3)]));
-        assert_eq!(shape_of(&inf, "vm"), Some(vec![Dim::Fixed(6), Dim::Fixed(2)]));
+        assert_eq!(
+            shape_of(&inf, "av"),
+            Some(vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3)])
+        );
+        assert_eq!(
+            shape_of(&inf, "vm"),
+            Some(vec![Dim::Fixed(6), Dim::Fixed(2)])
+        );
         assert_eq!(
             shape_of(&inf, "am"),
             Some(vec![sym("b"), Dim::Fixed(6), Dim::Fixed(3), Dim::Fixed(2)])
@@ -1386,7 +1576,12 @@ mod tests {
             18,
             vec![x],
             vec![],
-            vec![node("Split", &["x"], &["a", "b", "c"], vec![("num_outputs", AttributeValue::Int(3))])],
+            vec![node(
+                "Split",
+                &["x"],
+                &["a", "b", "c"],
+                vec![("num_outputs", AttributeValue::Int(3))],
+            )],
         );
         assert_eq!(shape_of(&inf, "a"), Some(vec![Dim::Fixed(3), sym("n")]));
         assert_eq!(shape_of(&inf, "c"), Some(vec![Dim::Fixed(1), sym("n")]));
@@ -1400,14 +1595,22 @@ mod tests {
             15,
             vec![ids],
             vec![
-                ("pos", Tensor::from_vec([1, 512], (0..512i64).collect()).unwrap()),
+                (
+                    "pos",
+                    Tensor::from_vec([1, 512], (0..512i64).collect()).unwrap(),
+                ),
                 ("one", Tensor::scalar(1i64)),
                 ("zero", Tensor::scalar(0i64)),
                 ("z1", ints(&[0])),
                 ("a1", ints(&[1])),
             ],
             vec![
-                node("Shape", &["ids"], &["s"], vec![("start", AttributeValue::Int(-1))]),
+                node(
+                    "Shape",
+                    &["ids"],
+                    &["s"],
+                    vec![("start", AttributeValue::Int(-1))],
+                ),
                 node("Squeeze", &["s", "z1"], &["n"], vec![]),
                 node("Slice", &["pos", "z1", "s", "a1"], &["p"], vec![]),
                 node("Range", &["zero", "n", "one"], &["r"], vec![]),
@@ -1438,14 +1641,27 @@ mod tests {
                     node("Slice", &["x", "lo", "hi", "ax", "st"], &["s"], vec![]),
                     node("Pad", &["x", "pads"], &["p"], vec![]),
                     node("Tile", &["x", "reps"], &["t"], vec![]),
-                    node("DepthToSpace", &["x"], &["d"], vec![("blocksize", AttributeValue::Int(i64::MAX))]),
+                    node(
+                        "DepthToSpace",
+                        &["x"],
+                        &["d"],
+                        vec![("blocksize", AttributeValue::Int(i64::MAX))],
+                    ),
                 ],
                 ..Graph::default()
             },
             ..Model::default()
         };
         let inf = infer(&model, &InferOptions::default()).unwrap();
-        assert_eq!(shape_of(&inf, "s"), Some(vec![Dim::Fixed(1), Dim::Fixed(1)]));
-        assert_eq!(inf.problems.len(), 2, "pads and blocksize: {:?}", inf.problems);
+        assert_eq!(
+            shape_of(&inf, "s"),
+            Some(vec![Dim::Fixed(1), Dim::Fixed(1)])
+        );
+        assert_eq!(
+            inf.problems.len(),
+            2,
+            "pads and blocksize: {:?}",
+            inf.problems
+        );
     }
 }
