@@ -4,7 +4,7 @@
 use runnx_ir::{AttributeValue, DataType, Dim, Graph, Node, Tensor, TensorType, ValueType};
 
 use crate::engine::{Engine, Scope};
-use crate::value::SymValue;
+use crate::value::{self, SymInt, SymValue};
 
 /// Why a rule inferred nothing (more).
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +134,35 @@ impl<'s> NodeContext<'s> {
         self.input_const(i).and_then(|t| t.to_i64_vec().ok())
     }
 
+    /// Input `i`'s contents element by element: a propagated value or an integer constant.
+    pub fn input_syms(&self, i: usize) -> Option<Vec<SymInt>> {
+        if let Some(v) = self.input_value(i) {
+            return Some(v.elems.clone());
+        }
+        let ints = self.input_const(i)?.to_i64_vec().ok()?;
+        Some(ints.into_iter().map(SymInt::Known).collect())
+    }
+
+    /// Input `i`'s one element (a scalar or a one-element vector) when its contents are known.
+    pub fn input_scalar(&self, i: usize) -> Option<SymInt> {
+        self.input_syms(i)
+            .filter(|v| v.len() == 1)
+            .map(|v| v[0].clone())
+    }
+
+    /// Input `i`'s one element as a size (unknown when it is not known or negative).
+    pub fn input_scalar_dim(&self, i: usize) -> Dim {
+        self.input_scalar(i).map_or(Dim::Unknown, |s| s.to_dim())
+    }
+
+    /// The length of input `i` when it is a 1-D tensor of fixed length.
+    pub fn input_fixed_len(&self, i: usize) -> Option<usize> {
+        match self.input_shape(i).ok()? {
+            [Dim::Fixed(n)] => Some(*n),
+            _ => None,
+        }
+    }
+
     /// Input `i`'s contents as f64 when it is a constant of a numeric type.
     pub fn input_floats(&self, i: usize) -> Option<Vec<f64>> {
         use runnx_ir::TensorData;
@@ -211,6 +240,23 @@ impl<'s> NodeContext<'s> {
         }
     }
 
+    /// A list that is attribute `name` before opset `since` and input `input` from then on:
+    /// `Ok(None)` when not given, `Unknown` when given as an input whose contents are not known.
+    pub fn attr_or_input_ints(
+        &self,
+        name: &str,
+        input: usize,
+        since: i64,
+    ) -> RuleResult<Option<Vec<i64>>> {
+        if self.opset() < since {
+            return self.attr_ints(name);
+        }
+        if !self.has_input(input) {
+            return Ok(None);
+        }
+        self.input_ints(input).map(Some).ok_or(RuleError::Unknown)
+    }
+
     /// An element type given as an attribute (`to`, `dtype`): its ONNX code decoded.
     pub fn attr_dtype(&self, name: &str) -> RuleResult<Option<DataType>> {
         match self.attr_int(name)? {
@@ -244,6 +290,27 @@ impl<'s> NodeContext<'s> {
         if let Some(slot) = self.output_values.get_mut(i) {
             *slot = Some(value);
         }
+    }
+
+    /// Sets output 0's value by folding `f` over the inputs' values, element by element (a
+    /// one-element value repeats); nothing when some input's value is not known.
+    pub fn propagate_values(&mut self, inputs: &[usize], f: fn(&SymInt, &SymInt) -> SymInt) {
+        let values: Option<Vec<&SymValue>> = inputs.iter().map(|&i| self.input_value(i)).collect();
+        let Some(z) = values.and_then(|v| value::zip(&v)) else {
+            return;
+        };
+        let elems = z
+            .rows
+            .iter()
+            .map(|r| r[1..].iter().fold(r[0].clone(), |acc, x| f(&acc, x)))
+            .collect();
+        self.set_output_value(
+            0,
+            SymValue {
+                elems,
+                scalar: z.scalar,
+            },
+        );
     }
 
     /// Infers a subgraph (If branches, Loop and Scan bodies) whose inputs have the given types;

@@ -71,6 +71,100 @@ pub fn product(dims: &[Dim]) -> Dim {
     Dim::Fixed(total)
 }
 
+/// `d * k`: fixed when `d` is, 0 when `k` is, `d` itself when `k` is 1, else unknown.
+pub fn times(d: &Dim, k: usize) -> Dim {
+    match d {
+        Dim::Fixed(n) => Dim::Fixed(n.saturating_mul(k)),
+        _ if k == 1 => d.clone(),
+        _ if k == 0 => Dim::Fixed(0),
+        _ => Dim::Unknown,
+    }
+}
+
+/// `d / k`: an error when `d` is fixed and `k` does not divide it (`what` names the size);
+/// `d` itself when `k` is 1, else unknown.
+pub fn divide(d: &Dim, k: usize, what: &str) -> Result<Dim, RuleError> {
+    Ok(match d {
+        Dim::Fixed(n) if k != 0 && n % k == 0 => Dim::Fixed(n / k),
+        Dim::Fixed(n) => {
+            return Err(RuleError::invalid(format!(
+                "{what} {n} is not divisible by {k}"
+            )))
+        }
+        _ if k == 1 => d.clone(),
+        _ => Dim::Unknown,
+    })
+}
+
+/// `a + b`: fixed when both are, the other one when one is 0, else unknown.
+pub fn plus(a: &Dim, b: &Dim) -> Dim {
+    match (a, b) {
+        (Dim::Fixed(x), Dim::Fixed(y)) => Dim::Fixed(x.saturating_add(*y)),
+        (Dim::Fixed(0), d) | (d, Dim::Fixed(0)) => d.clone(),
+        _ => Dim::Unknown,
+    }
+}
+
+/// The size `x` with `product(whole) == x * product(part)`, cancelling named dims on both sides
+/// (a reshape's -1 entry); an error when fixed sizes do not divide.
+pub fn quotient(whole: &[Dim], part: &[Dim]) -> Result<Dim, RuleError> {
+    let mut whole: Vec<&Dim> = whole.iter().collect();
+    let mut part_rest = Vec::new();
+    for d in part {
+        match whole
+            .iter()
+            .position(|w| *w == d && matches!(d, Dim::Symbol(_)))
+        {
+            Some(p) => {
+                whole.remove(p);
+            }
+            None => part_rest.push(d),
+        }
+    }
+    let split = |dims: Vec<&Dim>| -> (usize, Vec<Dim>) {
+        let mut fixed = 1usize;
+        let mut other = Vec::new();
+        for d in dims {
+            match d {
+                Dim::Fixed(n) => fixed = fixed.saturating_mul(*n),
+                d => other.push(d.clone()),
+            }
+        }
+        (fixed, other)
+    };
+    let (w, w_other) = split(whole);
+    let (p, p_other) = split(part_rest);
+    if !p_other.is_empty() || p == 0 {
+        return Ok(Dim::Unknown);
+    }
+    if w_other.is_empty() && w % p != 0 {
+        return Err(RuleError::invalid(format!(
+            "cannot infer the -1 entry: {w} elements do not divide by {p}"
+        )));
+    }
+    Ok(match w_other.as_slice() {
+        [] => Dim::Fixed(w / p),
+        [Dim::Symbol(s)] if w == p => Dim::Symbol(s.clone()),
+        _ => Dim::Unknown,
+    })
+}
+
+/// `shape` reduced over `axes` (all axes when empty): the reduced dims dropped, or kept as 1
+/// with `keepdims`.
+pub fn reduce(shape: &[Dim], axes: &[i64], keepdims: bool) -> Result<Vec<Dim>, RuleError> {
+    let axes = normalize_axes(axes, shape.len())?;
+    let reduced = |i: usize| axes.is_empty() || axes.contains(&i);
+    Ok(shape
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match (reduced(i), keepdims) {
+            (false, _) => Some(d.clone()),
+            (true, true) => Some(Dim::Fixed(1)),
+            (true, false) => None,
+        })
+        .collect())
+}
+
 /// Resolves a possibly negative axis against `rank`.
 pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, RuleError> {
     let r = rank as i64;

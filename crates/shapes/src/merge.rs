@@ -1,4 +1,5 @@
-//! Combining what a model declares about a value with what inference found.
+//! Combining two descriptions of a value: what a model declares with what inference found
+//! ([`merge_types`]: both hold), or the types of the values it may take ([`union`]: either holds).
 
 use runnx_ir::{Dim, TensorType, ValueType};
 
@@ -41,6 +42,40 @@ fn merge_tensor(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
             }
             Some(dims)
         }
+    };
+    Ok(TensorType {
+        dtype: a.dtype,
+        shape,
+    })
+}
+
+/// The type of a value that is either `a` or `b` (If branches, loop iterations): element types
+/// must agree; dims that differ become unknown, ranks that differ leave the shape unknown.
+pub fn union(a: &ValueType, b: &ValueType) -> Result<ValueType, String> {
+    use ValueType::*;
+    Ok(match (a, b) {
+        (Unknown, _) | (_, Unknown) => Unknown,
+        (Tensor(x), Tensor(y)) => Tensor(union_tensor(x, y)?),
+        (SparseTensor(x), SparseTensor(y)) => SparseTensor(union_tensor(x, y)?),
+        (Sequence(x), Sequence(y)) => Sequence(Box::new(union(x, y)?)),
+        (Optional(x), Optional(y)) => Optional(Box::new(union(x, y)?)),
+        (Map(kx, x), Map(ky, y)) if kx == ky => Map(*kx, Box::new(union(x, y)?)),
+        (x, y) => return Err(format!("{} against {}", x.type_string(), y.type_string())),
+    })
+}
+
+fn union_tensor(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
+    if a.dtype != b.dtype {
+        return Err(format!("element type {} against {}", a.dtype, b.dtype));
+    }
+    let shape = match (&a.shape, &b.shape) {
+        (Some(x), Some(y)) if x.len() == y.len() => Some(
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| if p == q { p.clone() } else { Dim::Unknown })
+                .collect(),
+        ),
+        _ => None,
     };
     Ok(TensorType {
         dtype: a.dtype,

@@ -7,7 +7,10 @@ use super::{same_as_input, shape_of_input_with, Rule};
 use crate::bail;
 use crate::context::{NodeContext, RuleError, RuleResult};
 use crate::dims;
-use crate::value::{SymInt, SymValue, MAX_TRACKED_ELEMENTS};
+use crate::value::{
+    self, sym_add, sym_div, sym_equal, sym_max, sym_min, sym_mul, sym_sub, SymInt, SymValue,
+    MAX_TRACKED_ELEMENTS,
+};
 
 pub fn rule(op: &str) -> Option<Rule> {
     Some(match op {
@@ -168,7 +171,7 @@ fn binary(ctx: &mut NodeContext<'_>) -> RuleResult {
         "Div" if dtype.is_integer() => sym_div,
         _ => return Ok(()),
     };
-    propagate_values(ctx, &[0, 1], f);
+    ctx.propagate_values(&[0, 1], f);
     Ok(())
 }
 
@@ -180,7 +183,7 @@ fn comparison(ctx: &mut NodeContext<'_>) -> RuleResult {
     let shape = broadcast_shape(ctx, &[0, 1])?;
     ctx.set_output_tensor(0, DataType::Bool, shape);
     if ctx.op_type() == "Equal" {
-        propagate_values(ctx, &[0, 1], sym_equal);
+        ctx.propagate_values(&[0, 1], sym_equal);
     }
     Ok(())
 }
@@ -201,7 +204,7 @@ fn variadic(ctx: &mut NodeContext<'_>) -> RuleResult {
         "Sum" => sym_add,
         _ => return Ok(()),
     };
-    propagate_values(ctx, &inputs, f);
+    ctx.propagate_values(&inputs, f);
     Ok(())
 }
 
@@ -216,7 +219,7 @@ fn where_op(ctx: &mut NodeContext<'_>) -> RuleResult {
     let shape = broadcast_shape(ctx, &[0, 1, 2])?;
     ctx.set_output_tensor(0, dtype, shape);
     let values: Option<Vec<&SymValue>> = (0..3).map(|i| ctx.input_value(i)).collect();
-    if let Some(v) = values.and_then(|v| zip_values(&v)) {
+    if let Some(v) = values.and_then(|v| value::zip(&v)) {
         let elems = v
             .rows
             .iter()
@@ -238,129 +241,6 @@ fn where_op(ctx: &mut NodeContext<'_>) -> RuleResult {
     Ok(())
 }
 
-/// Values of several tracked tensors lined up element by element (a one-element value repeats).
-struct Zipped {
-    rows: Vec<Vec<SymInt>>,
-    scalar: bool,
-}
-
-fn zip_values(values: &[&SymValue]) -> Option<Zipped> {
-    let len = values.iter().map(|v| v.elems.len()).max()?;
-    if values
-        .iter()
-        .any(|v| v.elems.len() != len && v.elems.len() != 1)
-    {
-        return None;
-    }
-    let rows = (0..len)
-        .map(|k| {
-            values
-                .iter()
-                .map(|v| v.elems[if v.elems.len() == 1 { 0 } else { k }].clone())
-                .collect()
-        })
-        .collect();
-    Some(Zipped {
-        rows,
-        scalar: values.iter().all(|v| v.scalar),
-    })
-}
-
-/// Sets output 0's value by folding `f` over the inputs' values, element by element.
-fn propagate_values(
-    ctx: &mut NodeContext<'_>,
-    inputs: &[usize],
-    f: fn(&SymInt, &SymInt) -> SymInt,
-) {
-    let values: Option<Vec<&SymValue>> = inputs.iter().map(|&i| ctx.input_value(i)).collect();
-    let Some(z) = values.and_then(|v| zip_values(&v)) else {
-        return;
-    };
-    let elems = z
-        .rows
-        .iter()
-        .map(|r| r[1..].iter().fold(r[0].clone(), |acc, x| f(&acc, x)))
-        .collect();
-    ctx.set_output_value(
-        0,
-        SymValue {
-            elems,
-            scalar: z.scalar,
-        },
-    );
-}
-
-fn sym_add(a: &SymInt, b: &SymInt) -> SymInt {
-    match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => {
-            x.checked_add(*y).map_or(SymInt::Unknown, SymInt::Known)
-        }
-        (x, SymInt::Known(0)) | (SymInt::Known(0), x) => x.clone(),
-        _ => SymInt::Unknown,
-    }
-}
-
-fn sym_sub(a: &SymInt, b: &SymInt) -> SymInt {
-    match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => {
-            x.checked_sub(*y).map_or(SymInt::Unknown, SymInt::Known)
-        }
-        (x, SymInt::Known(0)) => x.clone(),
-        (SymInt::Symbol(x), SymInt::Symbol(y)) if x == y => SymInt::Known(0),
-        _ => SymInt::Unknown,
-    }
-}
-
-fn sym_mul(a: &SymInt, b: &SymInt) -> SymInt {
-    match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => {
-            x.checked_mul(*y).map_or(SymInt::Unknown, SymInt::Known)
-        }
-        (SymInt::Known(0), _) | (_, SymInt::Known(0)) => SymInt::Known(0),
-        (x, SymInt::Known(1)) | (SymInt::Known(1), x) => x.clone(),
-        _ => SymInt::Unknown,
-    }
-}
-
-/// Integer division; only for non-negative operands, where truncation and flooring agree.
-fn sym_div(a: &SymInt, b: &SymInt) -> SymInt {
-    match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) if *x >= 0 && *y > 0 => SymInt::Known(x / y),
-        (x, SymInt::Known(1)) => x.clone(),
-        (SymInt::Symbol(x), SymInt::Symbol(y)) if x == y => SymInt::Known(1),
-        _ => SymInt::Unknown,
-    }
-}
-
-fn sym_max(a: &SymInt, b: &SymInt) -> SymInt {
-    match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => SymInt::Known(*x.max(y)),
-        _ if a == b => a.clone(),
-        _ => SymInt::Unknown,
-    }
-}
-
-fn sym_min(a: &SymInt, b: &SymInt) -> SymInt {
-    match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => SymInt::Known(*x.min(y)),
-        _ if a == b => a.clone(),
-        _ => SymInt::Unknown,
-    }
-}
-
-/// 1 or 0 (a bool value tracked as an integer, for `Where` conditions).
-fn sym_equal(a: &SymInt, b: &SymInt) -> SymInt {
-    match (a, b) {
-        (SymInt::Known(x), SymInt::Known(y)) => SymInt::Known((x == y) as i64),
-        (SymInt::Symbol(x), SymInt::Symbol(y)) if x == y => SymInt::Known(1),
-        // A named dimension is a size, never negative.
-        (SymInt::Symbol(_), SymInt::Known(n)) | (SymInt::Known(n), SymInt::Symbol(_)) if *n < 0 => {
-            SymInt::Known(0)
-        }
-        _ => SymInt::Unknown,
-    }
-}
-
 /// The `to` element type: an ONNX code, or before opset 6 a name such as "FLOAT".
 fn cast_target(ctx: &NodeContext<'_>) -> RuleResult<DataType> {
     if let Some(AttributeValue::String(name)) = ctx.attr("to") {
@@ -378,7 +258,7 @@ fn cast(ctx: &mut NodeContext<'_>) -> RuleResult {
     let to = cast_target(ctx)?;
     shape_of_input_with(ctx, 0, 0, to)?;
     let from_int = ctx.input_dtype(0).is_ok_and(|d| d.is_integer());
-    if from_int && matches!(to, DataType::Int64 | DataType::Int32) {
+    if from_int && value::is_tracked(to) {
         if let Some(v) = ctx.input_value(0).cloned() {
             ctx.set_output_value(0, v);
         }
@@ -489,8 +369,8 @@ fn constant_of_shape(ctx: &mut NodeContext<'_>) -> RuleResult {
         }
     };
     if let (Some(fill), Some(shape)) = (&fill, &shape) {
-        if let ([Dim::Fixed(n)], DataType::Int64 | DataType::Int32) = (shape.as_slice(), dtype) {
-            if *n <= MAX_TRACKED_ELEMENTS {
+        if let [Dim::Fixed(n)] = shape.as_slice() {
+            if value::is_tracked(dtype) && *n <= MAX_TRACKED_ELEMENTS {
                 if let Ok(v) = fill.to_i64_vec() {
                     ctx.set_output_value(0, SymValue::vector(vec![SymInt::Known(v[0]); *n]));
                 }
@@ -666,63 +546,39 @@ fn layer_normalization(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn reduce(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = ctx.input_dtype(0)?;
     let keepdims = ctx.attr_int_or("keepdims", 1)? != 0;
-    let axes_as_input = ctx.opset() >= if ctx.op_type() == "ReduceSum" { 13 } else { 18 };
+    let axes_since = if ctx.op_type() == "ReduceSum" { 13 } else { 18 };
+    let axes_as_input = ctx.opset() >= axes_since;
     let noop_when_empty = axes_as_input && ctx.attr_int_or("noop_with_empty_axes", 0)? != 0;
-    let axes = if axes_as_input {
-        if ctx.has_input(1) {
-            match ctx.input_ints(1) {
-                Some(a) => Some(a),
-                None => {
-                    // The axes are computed: only the rank may be known.
-                    let shape = ctx.input_shape(0).ok().map(|s| {
-                        let k = match ctx.input_shape(1) {
-                            Ok([Dim::Fixed(k)]) => Some(*k),
-                            _ => None,
-                        };
-                        (s.len(), k)
-                    });
-                    let out = match shape {
-                        Some((r, _)) if keepdims => Some(vec![Dim::Unknown; r]),
-                        Some((r, Some(0))) if noop_when_empty => Some(vec![Dim::Unknown; r]),
-                        Some((_, Some(0))) => Some(vec![]),
-                        Some((r, Some(k))) if k <= r => Some(vec![Dim::Unknown; r - k]),
-                        _ => None,
-                    };
-                    ctx.set_output_tensor(0, dtype, out);
-                    return Ok(());
-                }
-            }
-        } else {
-            None
+    let axes = match ctx.attr_or_input_ints("axes", 1, axes_since) {
+        Ok(axes) => axes,
+        Err(RuleError::Unknown) => {
+            // The axes are computed: only the rank may be known.
+            let shape = ctx
+                .input_shape(0)
+                .ok()
+                .map(|s| (s.len(), ctx.input_fixed_len(1)));
+            let out = match shape {
+                Some((r, _)) if keepdims => Some(vec![Dim::Unknown; r]),
+                Some((r, Some(0))) if noop_when_empty => Some(vec![Dim::Unknown; r]),
+                Some((_, Some(0))) => Some(vec![]),
+                Some((r, Some(k))) if k <= r => Some(vec![Dim::Unknown; r - k]),
+                _ => None,
+            };
+            ctx.set_output_tensor(0, dtype, out);
+            return Ok(());
         }
-    } else {
-        ctx.attr_ints("axes")?
+        Err(e) => return Err(e),
     };
     let axes = axes.unwrap_or_default();
     if axes.is_empty() && noop_when_empty {
         return same_as_input(ctx, 0, 0);
     }
     let shape = match ctx.input_shape(0) {
-        Ok(s) => Some(reduced_shape(s, &axes, keepdims)?),
+        Ok(s) => Some(dims::reduce(s, &axes, keepdims)?),
         Err(_) => None,
     };
     ctx.set_output_tensor(0, dtype, shape);
     Ok(())
-}
-
-/// `shape` reduced over `axes` (all axes when empty).
-fn reduced_shape(shape: &[Dim], axes: &[i64], keepdims: bool) -> RuleResult<Vec<Dim>> {
-    let axes = dims::normalize_axes(axes, shape.len())?;
-    let reduced = |i: usize| axes.is_empty() || axes.contains(&i);
-    Ok(shape
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| match (reduced(i), keepdims) {
-            (false, _) => Some(d.clone()),
-            (true, true) => Some(Dim::Fixed(1)),
-            (true, false) => None,
-        })
-        .collect())
 }
 
 /// int64 indices: input 0's shape with `axis` dropped or, with `keepdims`, 1.
@@ -735,7 +591,7 @@ fn arg_reduce(ctx: &mut NodeContext<'_>) -> RuleResult {
                 bail!("input 0 must have at least one dimension");
             }
             dims::normalize_axis(axis, s.len())?;
-            Some(reduced_shape(s, &[axis], keepdims)?)
+            Some(dims::reduce(s, &[axis], keepdims)?)
         }
         Err(_) => None,
     };

@@ -1,12 +1,13 @@
 //! Control flow (If, Loop, Scan), sequences, optionals, strings, losses, ai.onnx.ml and
 //! ai.onnx.preview.training.
 
-use runnx_ir::{AttributeValue, DataType, Dim, Graph, TensorType, ValueType};
+use runnx_ir::{AttributeValue, DataType, Dim, Graph, ValueType};
 
 use super::{same_as_input, shape_of_input_with, Rule};
 use crate::bail;
 use crate::context::{NodeContext, RuleError, RuleResult};
 use crate::dims;
+use crate::merge::union;
 
 pub fn rule(op: &str) -> Option<Rule> {
     Some(match op {
@@ -69,40 +70,6 @@ pub fn rule_training(op: &str) -> Option<Rule> {
 
 // ---------------------------------------------------------------------------------------------
 // Type unions
-
-/// The type of a value that is either `a` or `b` (If branches, loop iterations): element types
-/// must agree; dims that differ become unknown, ranks that differ leave the shape unknown.
-fn union(a: &ValueType, b: &ValueType) -> Result<ValueType, String> {
-    use ValueType::*;
-    Ok(match (a, b) {
-        (Unknown, _) | (_, Unknown) => Unknown,
-        (Tensor(x), Tensor(y)) => Tensor(union_tensor(x, y)?),
-        (SparseTensor(x), SparseTensor(y)) => SparseTensor(union_tensor(x, y)?),
-        (Sequence(x), Sequence(y)) => Sequence(Box::new(union(x, y)?)),
-        (Optional(x), Optional(y)) => Optional(Box::new(union(x, y)?)),
-        (Map(kx, x), Map(ky, y)) if kx == ky => Map(*kx, Box::new(union(x, y)?)),
-        (x, y) => return Err(format!("{} against {}", x.type_string(), y.type_string())),
-    })
-}
-
-fn union_tensor(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
-    if a.dtype != b.dtype {
-        return Err(format!("element type {} against {}", a.dtype, b.dtype));
-    }
-    let shape = match (&a.shape, &b.shape) {
-        (Some(x), Some(y)) if x.len() == y.len() => Some(
-            x.iter()
-                .zip(y)
-                .map(|(p, q)| if p == q { p.clone() } else { Dim::Unknown })
-                .collect(),
-        ),
-        _ => None,
-    };
-    Ok(TensorType {
-        dtype: a.dtype,
-        shape,
-    })
-}
 
 fn union_all<'a>(types: impl IntoIterator<Item = &'a ValueType>) -> RuleResult<ValueType> {
     let mut types = types.into_iter();

@@ -758,32 +758,6 @@ fn recurrent(ctx: &mut NodeContext<'_>) -> RuleResult {
 // ---------------------------------------------------------------------------------------------
 // Attention
 
-/// `d / parts` when exact; unknown otherwise.
-fn split_dim(d: &Dim, parts: i64, what: &str) -> RuleResult<Dim> {
-    Ok(match d {
-        Dim::Fixed(n) if parts > 0 && *n as i64 % parts == 0 => Dim::Fixed(*n / parts as usize),
-        Dim::Fixed(n) => bail!("{what} {n} is not a multiple of {parts} heads"),
-        _ if parts == 1 => d.clone(),
-        _ => Dim::Unknown,
-    })
-}
-
-fn times(d: &Dim, k: i64) -> Dim {
-    match d {
-        Dim::Fixed(n) => Dim::Fixed(n.saturating_mul(k as usize)),
-        _ if k == 1 => d.clone(),
-        _ => Dim::Unknown,
-    }
-}
-
-fn plus(a: &Dim, b: &Dim) -> Dim {
-    match (a, b) {
-        (Dim::Fixed(x), Dim::Fixed(y)) => Dim::Fixed(x.saturating_add(*y)),
-        (Dim::Fixed(0), d) | (d, Dim::Fixed(0)) => d.clone(),
-        _ => Dim::Unknown,
-    }
-}
-
 /// A 3-D or 4-D attention input as (batch, heads, seq, head size); 3-D ones are split into
 /// `heads` (the attribute, required then).
 fn heads_view(ctx: &NodeContext<'_>, i: usize, heads: Option<i64>) -> RuleResult<Option<[Dim; 4]>> {
@@ -796,7 +770,7 @@ fn heads_view(ctx: &NodeContext<'_>, i: usize, heads: Option<i64>) -> RuleResult
             let Some(h) = heads else {
                 bail!("3-D input {i} needs the q_num_heads and kv_num_heads attributes");
             };
-            let size = split_dim(&s[2], h, "hidden size")?;
+            let size = dims::divide(&s[2], h as usize, "hidden size")?;
             [s[0].clone(), Dim::Fixed(h as usize), s[1].clone(), size]
         }
         _ => bail!(
@@ -830,7 +804,11 @@ fn attention(ctx: &mut NodeContext<'_>) -> RuleResult {
     let y = if q_shape.len() == 4 {
         vec![q[0].clone(), q[1].clone(), q[2].clone(), v_size.clone()]
     } else {
-        vec![q[0].clone(), q[2].clone(), times(&v_size, qh.unwrap_or(1))]
+        vec![
+            q[0].clone(),
+            q[2].clone(),
+            dims::times(&v_size, qh.unwrap_or(1) as usize),
+        ]
     };
     ctx.set_output_tensor(0, dtype, Some(y));
     let past = |i: usize| -> RuleResult<Option<Vec<Dim>>> {
@@ -852,7 +830,7 @@ fn attention(ctx: &mut NodeContext<'_>) -> RuleResult {
             p => vec![
                 p[0].clone(),
                 p[1].clone(),
-                plus(&p[2], &cur[2]),
+                dims::plus(&p[2], &cur[2]),
                 p[3].clone(),
             ],
         })
@@ -952,16 +930,16 @@ fn linear_attention(ctx: &mut NodeContext<'_>) -> RuleResult {
             dims::format_shape(&q)
         );
     }
-    let dk = split_dim(&q[2], hq, "query hidden size")?;
+    let dk = dims::divide(&q[2], hq as usize, "query hidden size")?;
     let dv = match ctx.input_shape(2) {
-        Ok(v) if v.len() == 3 => split_dim(&v[2], hkv, "value hidden size")?,
+        Ok(v) if v.len() == 3 => dims::divide(&v[2], hkv as usize, "value hidden size")?,
         Ok(v) => bail!(
             "value must be 3-D [B, T, H*D], got {}",
             dims::format_shape(v)
         ),
         Err(_) => Dim::Unknown,
     };
-    let out = vec![q[0].clone(), q[1].clone(), times(&dv, hq)];
+    let out = vec![q[0].clone(), q[1].clone(), dims::times(&dv, hq as usize)];
     ctx.set_output_tensor(0, dtype, Some(out));
     let state = vec![q[0].clone(), Dim::Fixed(hkv as usize), dk, dv];
     ctx.set_output_tensor(1, state_dtype, Some(state));
@@ -996,17 +974,6 @@ fn causal_conv_with_state(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 // ---------------------------------------------------------------------------------------------
 // Signal processing
-
-/// A scalar (or one-element) integer input's value as a dimension.
-fn scalar_dim(ctx: &NodeContext<'_>, i: usize) -> Dim {
-    match ctx.input_value(i) {
-        Some(v) if v.elems.len() == 1 => v.elems[0].to_dim(),
-        _ => match ctx.input_ints(i).as_deref() {
-            Some([n]) if *n >= 0 => Dim::Fixed(*n as usize),
-            _ => Dim::Unknown,
-        },
-    }
-}
 
 fn half_plus_one(d: &Dim) -> Dim {
     match d {
@@ -1052,7 +1019,7 @@ fn dft(ctx: &mut NodeContext<'_>) -> RuleResult {
                 bail!("axis {axis} is the last (complex) dimension");
             }
             let length = if ctx.has_input(1) {
-                scalar_dim(ctx, 1)
+                ctx.input_scalar_dim(1)
             } else if onesided && inverse {
                 match &xs[axis] {
                     Dim::Fixed(n) if *n > 0 => Dim::Fixed(2 * (n - 1)),
@@ -1086,7 +1053,7 @@ fn stft(ctx: &mut NodeContext<'_>) -> RuleResult {
     }
     let step = ctx.input_ints(1).and_then(|s| s.first().copied());
     let frame_length = if ctx.has_input(3) {
-        scalar_dim(ctx, 3)
+        ctx.input_scalar_dim(3)
     } else if ctx.has_input(2) {
         ctx.input_shape(2)
             .ok()
@@ -1127,7 +1094,7 @@ fn output_datatype(ctx: &NodeContext<'_>) -> RuleResult<DataType> {
 /// [size] of output_datatype (float by default).
 fn window(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = output_datatype(ctx)?;
-    let size = scalar_dim(ctx, 0);
+    let size = ctx.input_scalar_dim(0);
     ctx.set_output_tensor(0, dtype, Some(vec![size]));
     Ok(())
 }
@@ -1135,8 +1102,8 @@ fn window(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// [dft_length / 2 + 1, num_mel_bins] of output_datatype.
 fn mel_weight_matrix(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = output_datatype(ctx)?;
-    let bins = half_plus_one(&scalar_dim(ctx, 1));
-    let mels = scalar_dim(ctx, 0);
+    let bins = half_plus_one(&ctx.input_scalar_dim(1));
+    let mels = ctx.input_scalar_dim(0);
     ctx.set_output_tensor(0, dtype, Some(vec![bins, mels]));
     Ok(())
 }

@@ -9,8 +9,8 @@ use runnx_ir::{DataType, Dim};
 use super::{same_as_input, Rule};
 use crate::bail;
 use crate::context::{NodeContext, RuleError, RuleResult};
-use crate::dims::{broadcast, format_shape, normalize_axes, normalize_axis, product, unify};
-use crate::value::{SymInt, SymValue, MAX_TRACKED_ELEMENTS};
+use crate::dims::{self, broadcast, format_shape, normalize_axes, normalize_axis, product, unify};
+use crate::value::{self, SymInt, SymValue, MAX_TRACKED_ELEMENTS};
 
 pub fn rule(op: &str) -> Option<Rule> {
     Some(match op {
@@ -68,64 +68,6 @@ fn start(ctx: &mut NodeContext<'_>) -> RuleResult<(DataType, Vec<Dim>)> {
     Ok((dtype, shape.ok_or(RuleError::Unknown)?))
 }
 
-/// Input `i`'s contents element by element: a propagated value or an integer constant.
-fn input_syms(ctx: &NodeContext<'_>, i: usize) -> Option<Vec<SymInt>> {
-    if let Some(v) = ctx.input_value(i) {
-        return Some(v.elems.clone());
-    }
-    let ints = ctx.input_const(i)?.to_i64_vec().ok()?;
-    Some(ints.into_iter().map(SymInt::Known).collect())
-}
-
-/// A list that is attribute `name` before opset `since` and input `input` from then on:
-/// `Ok(None)` when not given, `Unknown` when given as an input whose contents are not known.
-fn attr_or_input_ints(
-    ctx: &NodeContext<'_>,
-    name: &str,
-    input: usize,
-    since: i64,
-) -> RuleResult<Option<Vec<i64>>> {
-    if ctx.opset() < since {
-        return ctx.attr_ints(name);
-    }
-    if !ctx.has_input(input) {
-        return Ok(None);
-    }
-    ctx.input_ints(input).map(Some).ok_or(RuleError::Unknown)
-}
-
-/// The length of input `i` when it is a 1-D tensor of fixed length.
-fn fixed_len(ctx: &NodeContext<'_>, i: usize) -> Option<usize> {
-    match ctx.input_shape(i).ok()? {
-        [Dim::Fixed(n)] => Some(*n),
-        _ => None,
-    }
-}
-
-/// Whether an element type is tracked by value (shape arithmetic happens in int64/int32).
-fn tracked(dtype: DataType) -> bool {
-    matches!(dtype, DataType::Int64 | DataType::Int32)
-}
-
-fn dim_times(d: &Dim, k: usize) -> Dim {
-    match d {
-        Dim::Fixed(n) => Dim::Fixed(n.saturating_mul(k)),
-        _ if k == 1 => d.clone(),
-        _ if k == 0 => Dim::Fixed(0),
-        _ => Dim::Unknown,
-    }
-}
-
-/// `d / k` when `d` is fixed: an error when it does not divide.
-fn dim_div(d: &Dim, k: usize, what: &str) -> RuleResult<Dim> {
-    Ok(match d {
-        Dim::Fixed(n) if n % k != 0 => bail!("{what}: size {n} is not divisible by {k}"),
-        Dim::Fixed(n) => Dim::Fixed(n / k),
-        _ if k == 1 => d.clone(),
-        _ => Dim::Unknown,
-    })
-}
-
 // ---- shapes as values ----
 
 /// Shape: int64 `[end - start]` of the input's dims; its value is those dims.
@@ -164,10 +106,10 @@ fn reshape(ctx: &mut NodeContext<'_>) -> RuleResult {
         };
         s.into_iter().map(SymInt::Known).collect()
     } else {
-        match input_syms(ctx, 1) {
+        match ctx.input_syms(1) {
             Some(t) => t,
             None => {
-                let n = fixed_len(ctx, 1).ok_or(RuleError::Unknown)?;
+                let n = ctx.input_fixed_len(1).ok_or(RuleError::Unknown)?;
                 ctx.set_output_tensor(0, dtype, Some(vec![Dim::Unknown; n]));
                 return Ok(());
             }
@@ -224,7 +166,7 @@ fn reshape_dims(input: Option<&[Dim]>, target: &[SymInt], allowzero: bool) -> Ru
                 .filter(|&(i, _)| i != at)
                 .map(|(_, d)| d.clone())
                 .collect();
-            dims[at] = quotient(input, &others)?;
+            dims[at] = dims::quotient(input, &others)?;
         }
         None => {
             if let (Dim::Fixed(a), Dim::Fixed(b)) = (product(input), product(&dims)) {
@@ -239,47 +181,6 @@ fn reshape_dims(input: Option<&[Dim]>, target: &[SymInt], allowzero: bool) -> Ru
         }
     }
     Ok(dims)
-}
-
-/// The size `x` with `product(whole) == x * product(part)`, cancelling named dims on both sides.
-fn quotient(whole: &[Dim], part: &[Dim]) -> RuleResult<Dim> {
-    let mut whole: Vec<&Dim> = whole.iter().collect();
-    let mut part_rest = Vec::new();
-    for d in part {
-        match whole
-            .iter()
-            .position(|w| *w == d && matches!(d, Dim::Symbol(_)))
-        {
-            Some(p) => {
-                whole.remove(p);
-            }
-            None => part_rest.push(d),
-        }
-    }
-    let split = |dims: Vec<&Dim>| -> (usize, Vec<Dim>) {
-        let mut fixed = 1usize;
-        let mut other = Vec::new();
-        for d in dims {
-            match d {
-                Dim::Fixed(n) => fixed = fixed.saturating_mul(*n),
-                d => other.push(d.clone()),
-            }
-        }
-        (fixed, other)
-    };
-    let (w, w_other) = split(whole);
-    let (p, p_other) = split(part_rest);
-    if !p_other.is_empty() || p == 0 {
-        return Ok(Dim::Unknown);
-    }
-    if w_other.is_empty() && w % p != 0 {
-        bail!("cannot infer the -1 entry: {w} elements do not divide by {p}");
-    }
-    Ok(match w_other.as_slice() {
-        [] => Dim::Fixed(w / p),
-        [Dim::Symbol(s)] if w == p => Dim::Symbol(s.clone()),
-        _ => Dim::Unknown,
-    })
 }
 
 /// Flatten: `[prod(dims[..axis]), prod(dims[axis..])]`.
@@ -304,7 +205,7 @@ fn flatten(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// Squeeze: drops the given axes (which must be 1), or every dim of size 1.
 fn squeeze(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, dims) = start(ctx)?;
-    let axes = attr_or_input_ints(ctx, "axes", 1, 13)?;
+    let axes = ctx.attr_or_input_ints("axes", 1, 13)?;
     let keep: Vec<Dim> = match axes {
         Some(axes) => {
             let axes = normalize_axes(&axes, dims.len())?;
@@ -345,11 +246,11 @@ fn squeeze(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// Unsqueeze: inserts size-1 dims at the given axes of the output.
 fn unsqueeze(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, dims) = start(ctx)?;
-    let axes = match attr_or_input_ints(ctx, "axes", 1, 13) {
+    let axes = match ctx.attr_or_input_ints("axes", 1, 13) {
         Ok(Some(a)) => a,
         Ok(None) => bail!("axes are required"),
         Err(RuleError::Unknown) => {
-            let n = fixed_len(ctx, 1).ok_or(RuleError::Unknown)?;
+            let n = ctx.input_fixed_len(1).ok_or(RuleError::Unknown)?;
             ctx.set_output_tensor(0, dtype, Some(vec![Dim::Unknown; dims.len() + n]));
             return Ok(());
         }
@@ -445,7 +346,7 @@ fn concat(ctx: &mut NodeContext<'_>) -> RuleResult {
         None if n == 1 => shapes[0].as_ref().map_or(Dim::Unknown, |s| s[axis].clone()),
         None => Dim::Unknown,
     };
-    if rank == 1 && tracked(dtype) {
+    if rank == 1 && value::is_tracked(dtype) {
         let mut elems = Vec::new();
         for (i, s) in shapes.iter().enumerate() {
             match (ctx.input_value(i), s.as_deref()) {
@@ -540,7 +441,7 @@ fn split(ctx: &mut NodeContext<'_>) -> RuleResult {
                         .collect()
                 }
                 _ if outputs == 0 => bail!("Split has no outputs"),
-                _ => vec![dim_div(whole, outputs, "equal split")?; outputs],
+                _ => vec![dims::divide(whole, outputs, "the split axis's size")?; outputs],
             }
         }
     };
@@ -591,8 +492,8 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
         )
     } else {
         (
-            input_syms(ctx, 1),
-            input_syms(ctx, 2),
+            ctx.input_syms(1),
+            ctx.input_syms(2),
             optional(3),
             optional(4),
         )
@@ -609,7 +510,7 @@ fn slice(ctx: &mut NodeContext<'_>) -> RuleResult {
             None => {
                 let n = starts
                     .map(|s| s.len())
-                    .or_else(|| fixed_len(ctx, 1))
+                    .or_else(|| ctx.input_fixed_len(1))
                     .unwrap_or(r);
                 (0..n.min(r)).collect()
             }
@@ -749,9 +650,9 @@ fn like_data(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// Expand: the input broadcast with the target shape.
 fn expand(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, dims) = start(ctx)?;
-    let target: Vec<Dim> = match input_syms(ctx, 1) {
+    let target: Vec<Dim> = match ctx.input_syms(1) {
         Some(t) => t.iter().map(SymInt::to_dim).collect(),
-        None => vec![Dim::Unknown; fixed_len(ctx, 1).ok_or(RuleError::Unknown)?],
+        None => vec![Dim::Unknown; ctx.input_fixed_len(1).ok_or(RuleError::Unknown)?],
     };
     ctx.set_output_tensor(0, dtype, Some(broadcast(&[&dims, &target])?));
     Ok(())
@@ -760,7 +661,7 @@ fn expand(ctx: &mut NodeContext<'_>) -> RuleResult {
 /// Tile: each dim times its repeat count.
 fn tile(ctx: &mut NodeContext<'_>) -> RuleResult {
     let (dtype, dims) = start(ctx)?;
-    let Some(repeats) = input_syms(ctx, 1) else {
+    let Some(repeats) = ctx.input_syms(1) else {
         ctx.set_output_tensor(0, dtype, Some(vec![Dim::Unknown; dims.len()]));
         return Ok(());
     };
@@ -776,7 +677,7 @@ fn tile(ctx: &mut NodeContext<'_>) -> RuleResult {
         .zip(&repeats)
         .map(|(d, r)| match r {
             SymInt::Known(k) if *k < 0 => bail!("repeat {k} is negative"),
-            SymInt::Known(k) => Ok(dim_times(d, *k as usize)),
+            SymInt::Known(k) => Ok(dims::times(d, *k as usize)),
             SymInt::Symbol(_) if *d == Dim::Fixed(1) => Ok(r.to_dim()),
             _ => Ok(Dim::Unknown),
         })
@@ -842,7 +743,7 @@ fn center_crop_pad(ctx: &mut NodeContext<'_>) -> RuleResult {
         None => (0..dims.len()).collect(),
     };
     let mut out = dims.clone();
-    match input_syms(ctx, 1) {
+    match ctx.input_syms(1) {
         Some(sizes) => {
             if sizes.len() != axes.len() {
                 bail!("shape has {} entries for {} axes", sizes.len(), axes.len());
@@ -874,9 +775,9 @@ fn depth_to_space(ctx: &mut NodeContext<'_>) -> RuleResult {
     };
     let out = vec![
         n.clone(),
-        dim_div(c, b * b, "channels")?,
-        dim_times(h, b),
-        dim_times(w, b),
+        dims::divide(c, b * b, "channels")?,
+        dims::times(h, b),
+        dims::times(w, b),
     ];
     ctx.set_output_tensor(0, dtype, Some(out));
     Ok(())
@@ -891,9 +792,9 @@ fn space_to_depth(ctx: &mut NodeContext<'_>) -> RuleResult {
     };
     let out = vec![
         n.clone(),
-        dim_times(c, b * b),
-        dim_div(h, b, "height")?,
-        dim_div(w, b, "width")?,
+        dims::times(c, b * b),
+        dims::divide(h, b, "height")?,
+        dims::divide(w, b, "width")?,
     ];
     ctx.set_output_tensor(0, dtype, Some(out));
     Ok(())
@@ -930,7 +831,7 @@ fn top_k(ctx: &mut NodeContext<'_>) -> RuleResult {
             None => bail!("attribute 'k' is required"),
         }
     } else {
-        match input_syms(ctx, 1).as_deref() {
+        match ctx.input_syms(1).as_deref() {
             Some([k]) => k.clone(),
             Some(k) => bail!("K must have one element, it has {}", k.len()),
             None => SymInt::Unknown,
@@ -998,18 +899,17 @@ fn compress(ctx: &mut NodeContext<'_>) -> RuleResult {
 fn range(ctx: &mut NodeContext<'_>) -> RuleResult {
     let dtype = ctx.input_dtype(0)?;
     ctx.set_output_tensor(0, dtype, Some(vec![Dim::Unknown]));
-    let scalar = |i: usize| {
-        input_syms(ctx, i)
-            .filter(|v| v.len() == 1)
-            .map(|v| v[0].clone())
-    };
-    let ints = (scalar(0), scalar(1), scalar(2));
+    let ints = (
+        ctx.input_scalar(0),
+        ctx.input_scalar(1),
+        ctx.input_scalar(2),
+    );
     if let (Some(SymInt::Known(s)), Some(SymInt::Known(l)), Some(SymInt::Known(d))) = &ints {
         if *d == 0 {
             bail!("Range delta is 0");
         }
         let n = ((*l as f64 - *s as f64) / *d as f64).ceil().max(0.0) as usize;
-        if tracked(dtype) && n <= MAX_TRACKED_ELEMENTS {
+        if value::is_tracked(dtype) && n <= MAX_TRACKED_ELEMENTS {
             let elems = (0..n as i64).map(|i| SymInt::Known(s + i * d)).collect();
             ctx.set_output_value(0, SymValue::vector(elems));
         }
