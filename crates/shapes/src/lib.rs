@@ -18,6 +18,8 @@ pub mod dims;
 mod engine;
 mod merge;
 pub mod ops;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod value;
 
 use std::collections::BTreeSet;

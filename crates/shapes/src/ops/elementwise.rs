@@ -601,94 +601,47 @@ fn arg_reduce(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 #[cfg(test)]
 mod tests {
-    use runnx_ir::{
-        Attribute, AttributeValue, DataType, Dim, Model, Node, Tensor, ValueInfo, ValueType,
+    use runnx_ir::{AttributeValue, DataType, Dim, Tensor};
+
+    use crate::testing::{
+        graph, infer_strict, model, node, sym, tensor_info, tensor_of, try_infer_strict,
     };
-
-    use crate::{infer, InferOptions};
-
-    fn sym(s: &str) -> Dim {
-        Dim::Symbol(s.into())
-    }
-
-    fn input(name: &str, dtype: DataType, shape: Vec<Dim>) -> ValueInfo {
-        ValueInfo {
-            name: name.into(),
-            ty: ValueType::tensor(dtype, Some(shape)),
-            doc_string: String::new(),
-        }
-    }
-
-    fn node(
-        op: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        attrs: Vec<(&str, AttributeValue)>,
-    ) -> Node {
-        Node {
-            op_type: op.into(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            attributes: attrs
-                .into_iter()
-                .map(|(n, v)| Attribute {
-                    name: n.into(),
-                    value: v,
-                    ref_attr_name: None,
-                })
-                .collect(),
-            ..Node::default()
-        }
-    }
-
-    fn model(
-        opset: i64,
-        inputs: Vec<ValueInfo>,
-        init: Vec<(&str, Tensor)>,
-        nodes: Vec<Node>,
-    ) -> Model {
-        let mut m = Model::default();
-        m.opset_imports.insert(String::new(), opset);
-        m.graph.inputs = inputs;
-        m.graph.initializers = init.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
-        m.graph.nodes = nodes;
-        m
-    }
-
-    fn shape_of(m: &Model, name: &str) -> (DataType, Option<Vec<Dim>>) {
-        let inference = infer(m, &InferOptions { strict: true }).unwrap();
-        match inference.get(name) {
-            Some(ValueType::Tensor(t)) => (t.dtype, t.shape.clone()),
-            other => panic!("{name}: {other:?}"),
-        }
-    }
 
     #[test]
     fn broadcasting_keeps_symbols_and_comparisons_are_bool() {
         let m = model(
             17,
-            vec![
-                input(
-                    "a",
-                    DataType::Float,
-                    vec![sym("batch"), Dim::Fixed(1), Dim::Fixed(4)],
-                ),
-                input("b", DataType::Float, vec![Dim::Fixed(3), Dim::Fixed(1)]),
-            ],
-            vec![],
-            vec![
-                node("Add", &["a", "b"], &["sum"], vec![]),
-                node("Less", &["a", "b"], &["less"], vec![]),
-            ],
+            graph(
+                vec![
+                    tensor_info(
+                        "a",
+                        DataType::Float,
+                        vec![sym("batch"), Dim::Fixed(1), Dim::Fixed(4)],
+                    ),
+                    tensor_info("b", DataType::Float, vec![Dim::Fixed(3), Dim::Fixed(1)]),
+                ],
+                vec![],
+                vec![
+                    node("Add", &["a", "b"], &["sum"], vec![]),
+                    node("Less", &["a", "b"], &["less"], vec![]),
+                ],
+                &[],
+            ),
         );
         let expected = Some(vec![sym("batch"), Dim::Fixed(3), Dim::Fixed(4)]);
-        assert_eq!(shape_of(&m, "sum"), (DataType::Float, expected.clone()));
-        assert_eq!(shape_of(&m, "less"), (DataType::Bool, expected));
+        assert_eq!(
+            tensor_of(&infer_strict(&m), "sum"),
+            (DataType::Float, expected.clone())
+        );
+        assert_eq!(
+            tensor_of(&infer_strict(&m), "less"),
+            (DataType::Bool, expected)
+        );
     }
 
     #[test]
     fn reduce_axes_move_from_attribute_to_input_at_opset_18() {
-        let x = input(
+        let x = tensor_info(
             "x",
             DataType::Float,
             vec![sym("n"), Dim::Fixed(3), Dim::Fixed(5)],
@@ -696,42 +649,54 @@ mod tests {
         let axes = Tensor::from_vec(vec![1], vec![-1i64]).unwrap();
         let old = model(
             13,
-            vec![x.clone()],
-            vec![],
-            vec![node(
-                "ReduceMean",
-                &["x"],
-                &["y"],
-                vec![
-                    ("axes", AttributeValue::Ints(vec![-1])),
-                    ("keepdims", AttributeValue::Int(0)),
-                ],
-            )],
-        );
-        assert_eq!(shape_of(&old, "y").1, Some(vec![sym("n"), Dim::Fixed(3)]));
-        let new = model(
-            18,
-            vec![x.clone()],
-            vec![("axes", axes)],
-            vec![node("ReduceMean", &["x", "axes"], &["y"], vec![])],
+            graph(
+                vec![x.clone()],
+                vec![],
+                vec![node(
+                    "ReduceMean",
+                    &["x"],
+                    &["y"],
+                    vec![
+                        ("axes", AttributeValue::Ints(vec![-1])),
+                        ("keepdims", AttributeValue::Int(0)),
+                    ],
+                )],
+                &[],
+            ),
         );
         assert_eq!(
-            shape_of(&new, "y").1,
+            tensor_of(&infer_strict(&old), "y").1,
+            Some(vec![sym("n"), Dim::Fixed(3)])
+        );
+        let new = model(
+            18,
+            graph(
+                vec![x.clone()],
+                vec![("axes", axes)],
+                vec![node("ReduceMean", &["x", "axes"], &["y"], vec![])],
+                &[],
+            ),
+        );
+        assert_eq!(
+            tensor_of(&infer_strict(&new), "y").1,
             Some(vec![sym("n"), Dim::Fixed(3), Dim::Fixed(1)])
         );
         let noop = model(
             18,
-            vec![x],
-            vec![],
-            vec![node(
-                "ReduceMax",
-                &["x"],
-                &["y"],
-                vec![("noop_with_empty_axes", AttributeValue::Int(1))],
-            )],
+            graph(
+                vec![x],
+                vec![],
+                vec![node(
+                    "ReduceMax",
+                    &["x"],
+                    &["y"],
+                    vec![("noop_with_empty_axes", AttributeValue::Int(1))],
+                )],
+                &[],
+            ),
         );
         assert_eq!(
-            shape_of(&noop, "y").1,
+            tensor_of(&infer_strict(&noop), "y").1,
             Some(vec![sym("n"), Dim::Fixed(3), Dim::Fixed(5)])
         );
     }
@@ -741,39 +706,42 @@ mod tests {
         // shape = Where(Equal(Shape-like values, -1), ones, values) * 1 + 0 -> [batch, 2, 3]
         let m = model(
             17,
-            vec![],
-            vec![
-                ("one", Tensor::scalar(1i64)),
-                ("zero", Tensor::scalar(0i64)),
-            ],
-            vec![
-                node(
-                    "Constant",
-                    &[],
-                    &["dims"],
-                    vec![("value_ints", AttributeValue::Ints(vec![-1, 2, 3]))],
-                ),
-                node(
-                    "Constant",
-                    &[],
-                    &["neg"],
-                    vec![("value_int", AttributeValue::Int(-1))],
-                ),
-                node("Equal", &["dims", "neg"], &["is_neg"], vec![]),
-                node(
-                    "ConstantOfShape",
-                    &["three"],
-                    &["ones"],
-                    vec![(
-                        "value",
-                        AttributeValue::Tensor(Tensor::from_vec(vec![1], vec![7i64]).unwrap()),
-                    )],
-                ),
-                node("Where", &["is_neg", "ones", "dims"], &["fixed"], vec![]),
-                node("Mul", &["fixed", "one"], &["m"], vec![]),
-                node("Add", &["m", "zero"], &["a"], vec![]),
-                node("ConstantOfShape", &["a"], &["out"], vec![]),
-            ],
+            graph(
+                vec![],
+                vec![
+                    ("one", Tensor::scalar(1i64)),
+                    ("zero", Tensor::scalar(0i64)),
+                ],
+                vec![
+                    node(
+                        "Constant",
+                        &[],
+                        &["dims"],
+                        vec![("value_ints", AttributeValue::Ints(vec![-1, 2, 3]))],
+                    ),
+                    node(
+                        "Constant",
+                        &[],
+                        &["neg"],
+                        vec![("value_int", AttributeValue::Int(-1))],
+                    ),
+                    node("Equal", &["dims", "neg"], &["is_neg"], vec![]),
+                    node(
+                        "ConstantOfShape",
+                        &["three"],
+                        &["ones"],
+                        vec![(
+                            "value",
+                            AttributeValue::Tensor(Tensor::from_vec(vec![1], vec![7i64]).unwrap()),
+                        )],
+                    ),
+                    node("Where", &["is_neg", "ones", "dims"], &["fixed"], vec![]),
+                    node("Mul", &["fixed", "one"], &["m"], vec![]),
+                    node("Add", &["m", "zero"], &["a"], vec![]),
+                    node("ConstantOfShape", &["a"], &["out"], vec![]),
+                ],
+                &[],
+            ),
         );
         let mut m = m;
         m.graph.initializers.push((
@@ -781,7 +749,7 @@ mod tests {
             Tensor::from_vec(vec![1], vec![3i64]).unwrap(),
         ));
         assert_eq!(
-            shape_of(&m, "out"),
+            tensor_of(&infer_strict(&m), "out"),
             (
                 DataType::Float,
                 Some(vec![Dim::Fixed(7), Dim::Fixed(2), Dim::Fixed(3)])
@@ -793,54 +761,60 @@ mod tests {
     fn layer_norm_statistics_and_legacy_cast() {
         let m = model(
             17,
-            vec![input(
-                "x",
-                DataType::Float16,
-                vec![sym("b"), Dim::Fixed(3), Dim::Fixed(5)],
-            )],
-            vec![],
-            vec![
-                node(
-                    "LayerNormalization",
-                    &["x", "x"],
-                    &["y", "mean", "inv"],
-                    vec![("axis", AttributeValue::Int(1))],
-                ),
-                node(
-                    "ArgMax",
-                    &["x"],
-                    &["idx"],
-                    vec![
-                        ("axis", AttributeValue::Int(-1)),
-                        ("keepdims", AttributeValue::Int(0)),
-                    ],
-                ),
-            ],
+            graph(
+                vec![tensor_info(
+                    "x",
+                    DataType::Float16,
+                    vec![sym("b"), Dim::Fixed(3), Dim::Fixed(5)],
+                )],
+                vec![],
+                vec![
+                    node(
+                        "LayerNormalization",
+                        &["x", "x"],
+                        &["y", "mean", "inv"],
+                        vec![("axis", AttributeValue::Int(1))],
+                    ),
+                    node(
+                        "ArgMax",
+                        &["x"],
+                        &["idx"],
+                        vec![
+                            ("axis", AttributeValue::Int(-1)),
+                            ("keepdims", AttributeValue::Int(0)),
+                        ],
+                    ),
+                ],
+                &[],
+            ),
         );
         assert_eq!(
-            shape_of(&m, "mean"),
+            tensor_of(&infer_strict(&m), "mean"),
             (
                 DataType::Float,
                 Some(vec![sym("b"), Dim::Fixed(1), Dim::Fixed(1)])
             )
         );
         assert_eq!(
-            shape_of(&m, "idx"),
+            tensor_of(&infer_strict(&m), "idx"),
             (DataType::Int64, Some(vec![sym("b"), Dim::Fixed(3)]))
         );
         let cast = model(
             1,
-            vec![input("x", DataType::Float, vec![Dim::Fixed(2)])],
-            vec![],
-            vec![node(
-                "Cast",
-                &["x"],
-                &["y"],
-                vec![("to", AttributeValue::String(b"INT64".to_vec()))],
-            )],
+            graph(
+                vec![tensor_info("x", DataType::Float, vec![Dim::Fixed(2)])],
+                vec![],
+                vec![node(
+                    "Cast",
+                    &["x"],
+                    &["y"],
+                    vec![("to", AttributeValue::String(b"INT64".to_vec()))],
+                )],
+                &[],
+            ),
         );
         assert_eq!(
-            shape_of(&cast, "y"),
+            tensor_of(&infer_strict(&cast), "y"),
             (DataType::Int64, Some(vec![Dim::Fixed(2)]))
         );
     }
@@ -849,29 +823,35 @@ mod tests {
     fn bad_axes_and_shapes_are_errors_not_panics() {
         let m = model(
             13,
-            vec![input(
-                "x",
-                DataType::Float,
-                vec![Dim::Fixed(2), Dim::Fixed(3)],
-            )],
-            vec![],
-            vec![node(
-                "Softmax",
-                &["x"],
-                &["y"],
-                vec![("axis", AttributeValue::Int(5))],
-            )],
+            graph(
+                vec![tensor_info(
+                    "x",
+                    DataType::Float,
+                    vec![Dim::Fixed(2), Dim::Fixed(3)],
+                )],
+                vec![],
+                vec![node(
+                    "Softmax",
+                    &["x"],
+                    &["y"],
+                    vec![("axis", AttributeValue::Int(5))],
+                )],
+                &[],
+            ),
         );
-        assert!(infer(&m, &InferOptions { strict: true }).is_err());
+        assert!(try_infer_strict(&m).is_err());
         let m = model(
             13,
-            vec![
-                input("a", DataType::Float, vec![Dim::Fixed(2)]),
-                input("b", DataType::Float, vec![Dim::Fixed(3)]),
-            ],
-            vec![],
-            vec![node("Mul", &["a", "b"], &["y"], vec![])],
+            graph(
+                vec![
+                    tensor_info("a", DataType::Float, vec![Dim::Fixed(2)]),
+                    tensor_info("b", DataType::Float, vec![Dim::Fixed(3)]),
+                ],
+                vec![],
+                vec![node("Mul", &["a", "b"], &["y"], vec![])],
+                &[],
+            ),
         );
-        assert!(infer(&m, &InferOptions { strict: true }).is_err());
+        assert!(try_infer_strict(&m).is_err());
     }
 }

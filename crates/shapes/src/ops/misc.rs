@@ -758,88 +758,15 @@ fn rule_optimizer(ctx: &mut NodeContext<'_>) -> RuleResult {
 mod tests {
     use std::sync::Arc;
 
-    use runnx_ir::{
-        Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType,
-    };
+    use runnx_ir::{AttributeValue, DataType, Dim, Tensor};
 
-    use crate::{infer, InferOptions};
-
-    fn sym(s: &str) -> Dim {
-        Dim::Symbol(s.into())
-    }
-
-    fn fixed(n: usize) -> Dim {
-        Dim::Fixed(n)
-    }
-
-    fn value(name: &str, ty: ValueType) -> ValueInfo {
-        ValueInfo {
-            name: name.into(),
-            ty,
-            doc_string: String::new(),
-        }
-    }
-
-    fn tensor(name: &str, dtype: DataType, shape: Vec<Dim>) -> ValueInfo {
-        value(name, ValueType::tensor(dtype, Some(shape)))
-    }
-
-    fn node(
-        op: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        attributes: Vec<(&str, AttributeValue)>,
-    ) -> Node {
-        Node {
-            op_type: op.into(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            attributes: attributes
-                .into_iter()
-                .map(|(name, value)| Attribute {
-                    name: name.into(),
-                    value,
-                    ref_attr_name: None,
-                })
-                .collect(),
-            ..Node::default()
-        }
-    }
-
-    fn graph(inputs: Vec<ValueInfo>, nodes: Vec<Node>, outputs: &[&str]) -> Graph {
-        Graph {
-            inputs,
-            nodes,
-            outputs: outputs
-                .iter()
-                .map(|o| value(o, ValueType::Unknown))
-                .collect(),
-            ..Graph::default()
-        }
-    }
-
-    fn run(opset: i64, g: Graph) -> crate::Inference {
-        let model = Model {
-            opset_imports: [(String::new(), opset)].into_iter().collect(),
-            graph: g,
-            ..Model::default()
-        };
-        let inference = infer(&model, &InferOptions { strict: true }).unwrap();
-        assert!(inference.problems.is_empty(), "{:?}", inference.problems);
-        inference
-    }
-
-    fn shape_of(inference: &crate::Inference, name: &str) -> Option<Vec<Dim>> {
-        match inference.get(name) {
-            Some(ValueType::Tensor(t)) => t.shape.clone(),
-            other => panic!("{name}: {other:?}"),
-        }
-    }
+    use crate::testing::{fixed, graph, infer_graph, node, shape_of, sym, tensor_info};
 
     #[test]
     fn if_merges_branches_dim_by_dim() {
         // Each branch returns an outer value.
-        let branch = |name: &str| AttributeValue::Graph(Arc::new(graph(vec![], vec![], &[name])));
+        let branch =
+            |name: &str| AttributeValue::Graph(Arc::new(graph(vec![], vec![], vec![], &[name])));
         let if_node = node(
             "If",
             &["c"],
@@ -847,11 +774,11 @@ mod tests {
             vec![("then_branch", branch("a")), ("else_branch", branch("b"))],
         );
         let inputs = vec![
-            tensor("c", DataType::Bool, vec![]),
-            tensor("a", DataType::Float, vec![sym("N"), fixed(3)]),
-            tensor("b", DataType::Float, vec![sym("N"), fixed(4)]),
+            tensor_info("c", DataType::Bool, vec![]),
+            tensor_info("a", DataType::Float, vec![sym("N"), fixed(3)]),
+            tensor_info("b", DataType::Float, vec![sym("N"), fixed(4)]),
         ];
-        let out = run(13, graph(inputs, vec![if_node], &["y"]));
+        let out = infer_graph(13, graph(inputs, vec![], vec![if_node], &["y"]));
         assert_eq!(shape_of(&out, "y"), Some(vec![sym("N"), Dim::Unknown]));
     }
 
@@ -860,10 +787,11 @@ mod tests {
         // The carried vector becomes its first element: [2] then [1].
         let body = graph(
             vec![
-                tensor("i", DataType::Int64, vec![]),
-                tensor("c_in", DataType::Bool, vec![]),
-                tensor("v_in", DataType::Float, vec![Dim::Unknown]),
+                tensor_info("i", DataType::Int64, vec![]),
+                tensor_info("c_in", DataType::Bool, vec![]),
+                tensor_info("v_in", DataType::Float, vec![Dim::Unknown]),
             ],
+            vec![],
             vec![
                 node("SplitToSequence", &["v_in"], &["pieces"], vec![]),
                 node("SequenceAt", &["pieces", "zero"], &["v_out"], vec![]),
@@ -871,7 +799,8 @@ mod tests {
             &["c_in", "v_out", "v_in"],
         );
         let mut g = graph(
-            vec![tensor("v", DataType::Float, vec![fixed(2)])],
+            vec![tensor_info("v", DataType::Float, vec![fixed(2)])],
+            vec![],
             vec![node(
                 "Loop",
                 &["m", "", "v"],
@@ -882,7 +811,7 @@ mod tests {
         );
         g.initializers.push(("m".into(), Tensor::scalar(5i64)));
         g.initializers.push(("zero".into(), Tensor::scalar(0i64)));
-        let out = run(13, g);
+        let out = infer_graph(13, g);
         assert_eq!(shape_of(&out, "v_final"), Some(vec![Dim::Unknown]));
         assert_eq!(
             shape_of(&out, "stacked"),
@@ -895,9 +824,10 @@ mod tests {
         // The new state is the slice; the scan output is the previous state.
         let body = graph(
             vec![
-                tensor("s_in", DataType::Float, vec![Dim::Unknown]),
-                tensor("x_in", DataType::Float, vec![Dim::Unknown]),
+                tensor_info("s_in", DataType::Float, vec![Dim::Unknown]),
+                tensor_info("x_in", DataType::Float, vec![Dim::Unknown]),
             ],
+            vec![],
             vec![],
             &["x_in", "s_in"],
         );
@@ -913,10 +843,10 @@ mod tests {
             ],
         );
         let inputs = vec![
-            tensor("s", DataType::Float, vec![fixed(2)]),
-            tensor("x", DataType::Float, vec![fixed(2), sym("T")]),
+            tensor_info("s", DataType::Float, vec![fixed(2)]),
+            tensor_info("x", DataType::Float, vec![fixed(2), sym("T")]),
         ];
-        let out = run(11, graph(inputs, vec![scan], &["s_final", "ys"]));
+        let out = infer_graph(11, graph(inputs, vec![], vec![scan], &["s_final", "ys"]));
         assert_eq!(shape_of(&out, "s_final"), Some(vec![fixed(2)]));
         assert_eq!(shape_of(&out, "ys"), Some(vec![fixed(2), sym("T")]));
     }
@@ -925,9 +855,10 @@ mod tests {
     fn scan8_keeps_the_batch_axis_in_front() {
         let body = graph(
             vec![
-                tensor("s_in", DataType::Float, vec![Dim::Unknown]),
-                tensor("x_in", DataType::Float, vec![Dim::Unknown]),
+                tensor_info("s_in", DataType::Float, vec![Dim::Unknown]),
+                tensor_info("x_in", DataType::Float, vec![Dim::Unknown]),
             ],
+            vec![],
             vec![],
             &["x_in", "s_in"],
         );
@@ -941,10 +872,10 @@ mod tests {
             ],
         );
         let inputs = vec![
-            tensor("s", DataType::Float, vec![sym("B"), fixed(2)]),
-            tensor("x", DataType::Float, vec![sym("B"), fixed(3), fixed(2)]),
+            tensor_info("s", DataType::Float, vec![sym("B"), fixed(2)]),
+            tensor_info("x", DataType::Float, vec![sym("B"), fixed(3), fixed(2)]),
         ];
-        let out = run(8, graph(inputs, vec![scan], &["s_final", "ys"]));
+        let out = infer_graph(8, graph(inputs, vec![], vec![scan], &["s_final", "ys"]));
         assert_eq!(shape_of(&out, "s_final"), Some(vec![sym("B"), fixed(2)]));
         assert_eq!(
             shape_of(&out, "ys"),
@@ -955,7 +886,8 @@ mod tests {
     #[test]
     fn sequences_split_and_concat() {
         let g = graph(
-            vec![tensor("x", DataType::Float, vec![sym("N"), fixed(6)])],
+            vec![tensor_info("x", DataType::Float, vec![sym("N"), fixed(6)])],
+            vec![],
             vec![
                 node(
                     "SplitToSequence",
@@ -979,7 +911,7 @@ mod tests {
         let mut g = g;
         g.initializers.push(("two".into(), Tensor::scalar(2i64)));
         g.initializers.push(("zero".into(), Tensor::scalar(0i64)));
-        let out = run(13, g);
+        let out = infer_graph(13, g);
         assert_eq!(shape_of(&out, "piece"), Some(vec![sym("N"), fixed(2)]));
         assert_eq!(
             shape_of(&out, "stacked"),
@@ -991,12 +923,12 @@ mod tests {
     fn losses_follow_the_reduction() {
         let inputs = || {
             vec![
-                tensor(
+                tensor_info(
                     "scores",
                     DataType::Float,
                     vec![sym("N"), fixed(5), fixed(7)],
                 ),
-                tensor("labels", DataType::Int64, vec![sym("N"), fixed(7)]),
+                tensor_info("labels", DataType::Int64, vec![sym("N"), fixed(7)]),
             ]
         };
         let none = node(
@@ -1005,7 +937,7 @@ mod tests {
             &["loss", "log_prob"],
             vec![("reduction", AttributeValue::String(b"none".to_vec()))],
         );
-        let out = run(13, graph(inputs(), vec![none], &["loss"]));
+        let out = infer_graph(13, graph(inputs(), vec![], vec![none], &["loss"]));
         assert_eq!(shape_of(&out, "loss"), Some(vec![sym("N"), fixed(7)]));
         assert_eq!(
             shape_of(&out, "log_prob"),
@@ -1017,7 +949,7 @@ mod tests {
             &["loss"],
             vec![],
         );
-        let out = run(13, graph(inputs(), vec![mean], &["loss"]));
+        let out = infer_graph(13, graph(inputs(), vec![], vec![mean], &["loss"]));
         assert_eq!(shape_of(&out, "loss"), Some(vec![]));
     }
 }

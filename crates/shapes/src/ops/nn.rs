@@ -1110,341 +1110,278 @@ fn mel_weight_matrix(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 #[cfg(test)]
 mod tests {
-    use runnx_ir::{
-        Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType,
+    use runnx_ir::{AttributeValue, DataType, Tensor};
+
+    use crate::testing::{
+        fixed, graph, infer_node, known_shape, model, node, sym, tensor_info, try_infer_strict,
     };
-
     use crate::{infer, InferOptions};
-
-    fn sym(s: &str) -> Dim {
-        Dim::Symbol(s.into())
-    }
-
-    fn f(n: usize) -> Dim {
-        Dim::Fixed(n)
-    }
-
-    fn ints(name: &str, v: &[i64]) -> Attribute {
-        Attribute {
-            name: name.into(),
-            value: AttributeValue::Ints(v.to_vec()),
-            ref_attr_name: None,
-        }
-    }
-
-    fn string(name: &str, v: &str) -> Attribute {
-        Attribute {
-            name: name.into(),
-            value: AttributeValue::String(v.as_bytes().to_vec()),
-            ref_attr_name: None,
-        }
-    }
-
-    /// Infers one node (`domain`, `opset`) over float inputs of the given shapes and int64
-    /// constants; returns its outputs' types.
-    fn run(
-        domain: &str,
-        opset: i64,
-        op: &str,
-        inputs: &[(&str, Vec<Dim>)],
-        consts: &[(&str, Tensor)],
-        attributes: Vec<Attribute>,
-        outputs: usize,
-    ) -> Vec<ValueType> {
-        let mut graph = Graph::default();
-        for (name, shape) in inputs.iter().filter(|i| !i.0.is_empty()) {
-            graph.inputs.push(ValueInfo {
-                name: name.to_string(),
-                ty: ValueType::tensor(DataType::Float, Some(shape.clone())),
-                doc_string: String::new(),
-            });
-        }
-        for (name, t) in consts {
-            graph.initializers.push((name.to_string(), t.clone()));
-        }
-        let outs: Vec<String> = (0..outputs).map(|i| format!("y{i}")).collect();
-        graph.nodes.push(Node {
-            op_type: op.into(),
-            domain: domain.into(),
-            inputs: inputs
-                .iter()
-                .map(|i| i.0)
-                .chain(consts.iter().map(|c| c.0))
-                .map(String::from)
-                .collect(),
-            outputs: outs.clone(),
-            attributes,
-            ..Node::default()
-        });
-        let mut model = Model {
-            graph,
-            ..Model::default()
-        };
-        model.opset_imports.insert(domain.into(), opset);
-        let inference = infer(&model, &InferOptions { strict: true }).unwrap();
-        outs.iter()
-            .map(|o| inference.get(o).unwrap().clone())
-            .collect()
-    }
-
-    fn shape(t: &ValueType) -> Vec<Dim> {
-        t.as_tensor().unwrap().shape.clone().unwrap()
-    }
 
     #[test]
     fn conv_same_upper_keeps_batch_symbol() {
-        let out = run(
+        let out = infer_node(
             "",
             22,
             "Conv",
             &[
-                ("x", vec![sym("N"), f(3), f(7), f(8)]),
-                ("w", vec![f(16), f(3), f(3), f(3)]),
+                ("x", vec![sym("N"), fixed(3), fixed(7), fixed(8)]),
+                ("w", vec![fixed(16), fixed(3), fixed(3), fixed(3)]),
             ],
             &[],
-            vec![string("auto_pad", "SAME_UPPER"), ints("strides", &[2, 2])],
+            vec![
+                (
+                    "auto_pad",
+                    AttributeValue::String("SAME_UPPER".as_bytes().to_vec()),
+                ),
+                ("strides", AttributeValue::Ints([2, 2].to_vec())),
+            ],
             1,
         );
-        assert_eq!(shape(&out[0]), vec![sym("N"), f(16), f(4), f(4)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![sym("N"), fixed(16), fixed(4), fixed(4)]
+        );
     }
 
     #[test]
     fn fused_conv_is_a_conv() {
-        let out = run(
+        let out = infer_node(
             "com.microsoft",
             1,
             "FusedConv",
             &[
-                ("x", vec![f(1), f(4), f(5), f(5)]),
-                ("w", vec![f(8), f(2), f(3), f(3)]),
+                ("x", vec![fixed(1), fixed(4), fixed(5), fixed(5)]),
+                ("w", vec![fixed(8), fixed(2), fixed(3), fixed(3)]),
             ],
             &[],
             vec![
-                ints("pads", &[1, 1, 1, 1]),
-                Attribute {
-                    name: "group".into(),
-                    value: AttributeValue::Int(2),
-                    ref_attr_name: None,
-                },
+                ("pads", AttributeValue::Ints([1, 1, 1, 1].to_vec())),
+                ("group", AttributeValue::Int(2)),
             ],
             1,
         );
-        assert_eq!(shape(&out[0]), vec![f(1), f(8), f(5), f(5)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![fixed(1), fixed(8), fixed(5), fixed(5)]
+        );
     }
 
     #[test]
     fn conv_transpose_output_padding_and_group() {
-        let out = run(
+        let out = infer_node(
             "",
             11,
             "ConvTranspose",
             &[
-                ("x", vec![f(1), f(4), f(3), f(3)]),
-                ("w", vec![f(4), f(2), f(3), f(3)]),
+                ("x", vec![fixed(1), fixed(4), fixed(3), fixed(3)]),
+                ("w", vec![fixed(4), fixed(2), fixed(3), fixed(3)]),
             ],
             &[],
             vec![
-                ints("strides", &[3, 2]),
-                ints("output_padding", &[1, 1]),
-                Attribute {
-                    name: "group".into(),
-                    value: AttributeValue::Int(2),
-                    ref_attr_name: None,
-                },
+                ("strides", AttributeValue::Ints([3, 2].to_vec())),
+                ("output_padding", AttributeValue::Ints([1, 1].to_vec())),
+                ("group", AttributeValue::Int(2)),
             ],
             1,
         );
         // 3*(3-1)+1+3 = 10, 2*(3-1)+1+3 = 8; channels 2*2.
-        assert_eq!(shape(&out[0]), vec![f(1), f(4), f(10), f(8)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![fixed(1), fixed(4), fixed(10), fixed(8)]
+        );
     }
 
     #[test]
     fn maxpool_ceil_mode_and_indices() {
-        let out = run(
+        let out = infer_node(
             "",
             12,
             "MaxPool",
-            &[("x", vec![f(1), f(1), f(4), f(4)])],
+            &[("x", vec![fixed(1), fixed(1), fixed(4), fixed(4)])],
             &[],
             vec![
-                ints("kernel_shape", &[3, 3]),
-                ints("strides", &[2, 2]),
-                Attribute {
-                    name: "ceil_mode".into(),
-                    value: AttributeValue::Int(1),
-                    ref_attr_name: None,
-                },
+                ("kernel_shape", AttributeValue::Ints([3, 3].to_vec())),
+                ("strides", AttributeValue::Ints([2, 2].to_vec())),
+                ("ceil_mode", AttributeValue::Int(1)),
             ],
             2,
         );
-        assert_eq!(shape(&out[0]), vec![f(1), f(1), f(2), f(2)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![fixed(1), fixed(1), fixed(2), fixed(2)]
+        );
         assert_eq!(out[1].as_tensor().unwrap().dtype, DataType::Int64);
     }
 
     #[test]
     fn resize_sizes_on_negative_axes_not_larger() {
         let sizes = Tensor::from_vec([2], vec![7i64, 8]).unwrap();
-        let out = run(
+        let out = infer_node(
             "",
             19,
             "Resize",
             &[
-                ("x", vec![sym("N"), f(3), f(10), f(20)]),
-                ("roi", vec![f(0)]),
-                ("scales", vec![f(0)]),
+                ("x", vec![sym("N"), fixed(3), fixed(10), fixed(20)]),
+                ("roi", vec![fixed(0)]),
+                ("scales", vec![fixed(0)]),
             ],
             &[("sizes", sizes)],
             vec![
-                ints("axes", &[-2, -1]),
-                string("keep_aspect_ratio_policy", "not_larger"),
+                ("axes", AttributeValue::Ints([-2, -1].to_vec())),
+                (
+                    "keep_aspect_ratio_policy",
+                    AttributeValue::String("not_larger".as_bytes().to_vec()),
+                ),
             ],
             1,
         );
         // scale = min(7/10, 8/20) = 0.4: 4 x 8.
-        assert_eq!(shape(&out[0]), vec![sym("N"), f(3), f(4), f(8)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![sym("N"), fixed(3), fixed(4), fixed(8)]
+        );
     }
 
     #[test]
     fn lstm_layout_one_bidirectional() {
-        let out = run(
+        let out = infer_node(
             "",
             14,
             "LSTM",
             &[
-                ("x", vec![sym("B"), f(5), f(3)]),
-                ("w", vec![f(2), f(16), f(3)]),
-                ("r", vec![f(2), f(16), f(4)]),
+                ("x", vec![sym("B"), fixed(5), fixed(3)]),
+                ("w", vec![fixed(2), fixed(16), fixed(3)]),
+                ("r", vec![fixed(2), fixed(16), fixed(4)]),
             ],
             &[],
             vec![
-                string("direction", "bidirectional"),
-                Attribute {
-                    name: "layout".into(),
-                    value: AttributeValue::Int(1),
-                    ref_attr_name: None,
-                },
+                (
+                    "direction",
+                    AttributeValue::String("bidirectional".as_bytes().to_vec()),
+                ),
+                ("layout", AttributeValue::Int(1)),
             ],
             3,
         );
-        assert_eq!(shape(&out[0]), vec![sym("B"), f(5), f(2), f(4)]);
-        assert_eq!(shape(&out[2]), vec![sym("B"), f(2), f(4)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![sym("B"), fixed(5), fixed(2), fixed(4)]
+        );
+        assert_eq!(known_shape(&out[2]), vec![sym("B"), fixed(2), fixed(4)]);
     }
 
     #[test]
     fn dft_opset20_axis_input_onesided() {
         let axis = Tensor::scalar(-2i64);
         let length = Tensor::scalar(10i64);
-        let out = run(
+        let out = infer_node(
             "",
             20,
             "DFT",
-            &[("x", vec![sym("B"), f(3), f(8), f(1)])],
+            &[("x", vec![sym("B"), fixed(3), fixed(8), fixed(1)])],
             &[("len", length), ("axis", axis)],
-            vec![Attribute {
-                name: "onesided".into(),
-                value: AttributeValue::Int(1),
-                ref_attr_name: None,
-            }],
+            vec![("onesided", AttributeValue::Int(1))],
             1,
         );
-        assert_eq!(shape(&out[0]), vec![sym("B"), f(3), f(6), f(2)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![sym("B"), fixed(3), fixed(6), fixed(2)]
+        );
     }
 
     #[test]
     fn attention_3d_with_past() {
-        let heads = |n: &str, v| Attribute {
-            name: n.into(),
-            value: AttributeValue::Int(v),
-            ref_attr_name: None,
-        };
-        let out = run(
+        let heads = |n, v| (n, AttributeValue::Int(v));
+        let out = infer_node(
             "",
             23,
             "Attention",
             &[
-                ("q", vec![f(2), f(4), f(64)]),
-                ("k", vec![f(2), f(6), f(32)]),
-                ("v", vec![f(2), f(6), f(48)]),
+                ("q", vec![fixed(2), fixed(4), fixed(64)]),
+                ("k", vec![fixed(2), fixed(6), fixed(32)]),
+                ("v", vec![fixed(2), fixed(6), fixed(48)]),
                 ("", vec![]),
-                ("pk", vec![f(2), f(2), f(5), f(16)]),
-                ("pv", vec![f(2), f(2), f(5), f(24)]),
+                ("pk", vec![fixed(2), fixed(2), fixed(5), fixed(16)]),
+                ("pv", vec![fixed(2), fixed(2), fixed(5), fixed(24)]),
             ],
             &[],
             vec![heads("q_num_heads", 4), heads("kv_num_heads", 2)],
             4,
         );
-        assert_eq!(shape(&out[0]), vec![f(2), f(4), f(96)]);
-        assert_eq!(shape(&out[1]), vec![f(2), f(2), f(11), f(16)]);
-        assert_eq!(shape(&out[2]), vec![f(2), f(2), f(11), f(24)]);
-        assert_eq!(shape(&out[3]), vec![f(2), f(4), f(4), f(11)]);
+        assert_eq!(known_shape(&out[0]), vec![fixed(2), fixed(4), fixed(96)]);
+        assert_eq!(
+            known_shape(&out[1]),
+            vec![fixed(2), fixed(2), fixed(11), fixed(16)]
+        );
+        assert_eq!(
+            known_shape(&out[2]),
+            vec![fixed(2), fixed(2), fixed(11), fixed(24)]
+        );
+        assert_eq!(
+            known_shape(&out[3]),
+            vec![fixed(2), fixed(4), fixed(4), fixed(11)]
+        );
     }
 
     #[test]
     fn resize_scales_keep_symbolic_batch() {
         let scales = Tensor::from_vec([4], vec![1.0f32, 1.0, 2.0, 1.5]).unwrap();
-        let out = run(
+        let out = infer_node(
             "",
             13,
             "Resize",
-            &[("x", vec![sym("N"), f(3), f(5), f(5)]), ("roi", vec![f(0)])],
+            &[
+                ("x", vec![sym("N"), fixed(3), fixed(5), fixed(5)]),
+                ("roi", vec![fixed(0)]),
+            ],
             &[("scales", scales)],
             vec![],
             1,
         );
-        assert_eq!(shape(&out[0]), vec![sym("N"), f(3), f(10), f(7)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![sym("N"), fixed(3), fixed(10), fixed(7)]
+        );
     }
 
     #[test]
     fn dft_opset17_irfft_is_real() {
-        let out = run(
+        let out = infer_node(
             "",
             17,
             "DFT",
-            &[("x", vec![f(1), f(6), f(10), f(2)])],
+            &[("x", vec![fixed(1), fixed(6), fixed(10), fixed(2)])],
             &[],
             vec![
-                Attribute {
-                    name: "inverse".into(),
-                    value: AttributeValue::Int(1),
-                    ref_attr_name: None,
-                },
-                Attribute {
-                    name: "onesided".into(),
-                    value: AttributeValue::Int(1),
-                    ref_attr_name: None,
-                },
+                ("inverse", AttributeValue::Int(1)),
+                ("onesided", AttributeValue::Int(1)),
             ],
             1,
         );
-        assert_eq!(shape(&out[0]), vec![f(1), f(10), f(10), f(1)]);
+        assert_eq!(
+            known_shape(&out[0]),
+            vec![fixed(1), fixed(10), fixed(10), fixed(1)]
+        );
     }
 
     #[test]
     fn conv_channel_mismatch_is_reported() {
-        let mut graph = Graph::default();
-        for (name, dims) in [
-            ("x", vec![f(1), f(3), f(5), f(5)]),
-            ("w", vec![f(8), f(2), f(3), f(3)]),
-        ] {
-            graph.inputs.push(ValueInfo {
-                name: name.into(),
-                ty: ValueType::tensor(DataType::Float, Some(dims)),
-                doc_string: String::new(),
-            });
-        }
-        graph.nodes.push(Node {
-            op_type: "Conv".into(),
-            inputs: vec!["x".into(), "w".into()],
-            outputs: vec!["y".into()],
-            ..Node::default()
-        });
-        let mut model = Model {
-            graph,
-            ..Model::default()
-        };
-        model.opset_imports.insert(String::new(), 22);
-        let inference = infer(&model, &InferOptions::default()).unwrap();
+        let inputs = vec![
+            tensor_info(
+                "x",
+                DataType::Float,
+                vec![fixed(1), fixed(3), fixed(5), fixed(5)],
+            ),
+            tensor_info(
+                "w",
+                DataType::Float,
+                vec![fixed(8), fixed(2), fixed(3), fixed(3)],
+            ),
+        ];
+        let conv = node("Conv", &["x", "w"], &["y"], vec![]);
+        let m = model(22, graph(inputs, vec![], vec![conv], &[]));
+        let inference = infer(&m, &InferOptions::default()).unwrap();
         assert_eq!(inference.problems.len(), 1);
-        assert!(infer(&model, &InferOptions { strict: true }).is_err());
+        assert!(try_infer_strict(&m).is_err());
     }
 }

@@ -1179,105 +1179,43 @@ fn det(ctx: &mut NodeContext<'_>) -> RuleResult {
 
 #[cfg(test)]
 mod tests {
-    use runnx_ir::{Attribute, AttributeValue, Graph, Model, Node, Tensor, ValueInfo, ValueType};
+    use runnx_ir::{AttributeValue, Tensor};
 
     use super::*;
+    use crate::testing::{graph, infer_graph, int64s, model, node, shape_of, sym, tensor_info};
     use crate::{infer, InferOptions};
-
-    fn sym(s: &str) -> Dim {
-        Dim::Symbol(s.into())
-    }
-
-    fn input(name: &str, dtype: DataType, dims: Vec<Dim>) -> ValueInfo {
-        ValueInfo {
-            name: name.into(),
-            ty: ValueType::tensor(dtype, Some(dims)),
-            doc_string: String::new(),
-        }
-    }
-
-    fn node(
-        op: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        attrs: Vec<(&str, AttributeValue)>,
-    ) -> Node {
-        Node {
-            op_type: op.into(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            attributes: attrs
-                .into_iter()
-                .map(|(n, v)| Attribute {
-                    name: n.into(),
-                    value: v,
-                    ref_attr_name: None,
-                })
-                .collect(),
-            ..Node::default()
-        }
-    }
-
-    fn run(
-        opset: i64,
-        inputs: Vec<ValueInfo>,
-        initializers: Vec<(&str, Tensor)>,
-        nodes: Vec<Node>,
-    ) -> crate::Inference {
-        let model = Model {
-            opset_imports: [(String::new(), opset)].into_iter().collect(),
-            graph: Graph {
-                inputs,
-                initializers: initializers
-                    .into_iter()
-                    .map(|(n, t)| (n.to_string(), t))
-                    .collect(),
-                nodes,
-                ..Graph::default()
-            },
-            ..Model::default()
-        };
-        infer(&model, &InferOptions { strict: true }).unwrap()
-    }
-
-    fn shape_of(inf: &crate::Inference, name: &str) -> Option<Vec<Dim>> {
-        inf.get(name)
-            .and_then(|t| t.as_tensor())
-            .and_then(|t| t.shape.clone())
-    }
-
-    fn ints(v: &[i64]) -> Tensor {
-        Tensor::from_vec([v.len()], v.to_vec()).unwrap()
-    }
 
     #[test]
     fn computed_shape_reaches_reshape_with_named_batch() {
         // x: [batch, seq, 64] -> Shape -> Gather(0) -> Unsqueeze -> Concat([-1, 8, 8]... )
-        let x = input(
+        let x = tensor_info(
             "x",
             DataType::Float,
             vec![sym("batch"), sym("seq"), Dim::Fixed(64)],
         );
-        let inf = run(
+        let inf = infer_graph(
             13,
-            vec![x],
-            vec![
-                ("zero", Tensor::scalar(0i64)),
-                ("axes", ints(&[0])),
-                ("rest", ints(&[-1, 8, 8])),
-            ],
-            vec![
-                node("Shape", &["x"], &["s"], vec![]),
-                node("Gather", &["s", "zero"], &["b"], vec![]),
-                node("Unsqueeze", &["b", "axes"], &["b1"], vec![]),
-                node(
-                    "Concat",
-                    &["b1", "rest"],
-                    &["target"],
-                    vec![("axis", AttributeValue::Int(0))],
-                ),
-                node("Reshape", &["x", "target"], &["y"], vec![]),
-            ],
+            graph(
+                vec![x],
+                vec![
+                    ("zero", Tensor::scalar(0i64)),
+                    ("axes", int64s(&[0])),
+                    ("rest", int64s(&[-1, 8, 8])),
+                ],
+                vec![
+                    node("Shape", &["x"], &["s"], vec![]),
+                    node("Gather", &["s", "zero"], &["b"], vec![]),
+                    node("Unsqueeze", &["b", "axes"], &["b1"], vec![]),
+                    node(
+                        "Concat",
+                        &["b1", "rest"],
+                        &["target"],
+                        vec![("axis", AttributeValue::Int(0))],
+                    ),
+                    node("Reshape", &["x", "target"], &["y"], vec![]),
+                ],
+                &[],
+            ),
         );
         assert_eq!(shape_of(&inf, "b"), Some(vec![]));
         assert_eq!(shape_of(&inf, "target"), Some(vec![Dim::Fixed(4)]));
@@ -1289,34 +1227,37 @@ mod tests {
 
     #[test]
     fn reshape_infers_minus_one_cancelling_named_dims() {
-        let x = input(
+        let x = tensor_info(
             "x",
             DataType::Float,
             vec![sym("batch"), Dim::Fixed(12), Dim::Fixed(64)],
         );
-        let s = input(
+        let s = tensor_info(
             "s",
             DataType::Int64,
             vec![sym("batch"), Dim::Fixed(12), Dim::Fixed(64)],
         );
-        let inf = run(
+        let inf = infer_graph(
             14,
-            vec![x, s],
-            vec![
-                ("t", ints(&[0, -1])),
-                ("z", ints(&[0, 768])),
-                ("bad", ints(&[5, -1])),
-            ],
-            vec![
-                node("Reshape", &["x", "t"], &["y"], vec![]),
-                node(
-                    "Reshape",
-                    &["s", "z"],
-                    &["w"],
-                    vec![("allowzero", AttributeValue::Int(1))],
-                ),
-                node("Reshape", &["x", "bad"], &["v"], vec![]),
-            ],
+            graph(
+                vec![x, s],
+                vec![
+                    ("t", int64s(&[0, -1])),
+                    ("z", int64s(&[0, 768])),
+                    ("bad", int64s(&[5, -1])),
+                ],
+                vec![
+                    node("Reshape", &["x", "t"], &["y"], vec![]),
+                    node(
+                        "Reshape",
+                        &["s", "z"],
+                        &["w"],
+                        vec![("allowzero", AttributeValue::Int(1))],
+                    ),
+                    node("Reshape", &["x", "bad"], &["v"], vec![]),
+                ],
+                &[],
+            ),
         );
         assert_eq!(
             shape_of(&inf, "y"),
@@ -1332,20 +1273,23 @@ mod tests {
 
     #[test]
     fn squeeze_and_unsqueeze_follow_the_opset() {
-        let x = input(
+        let x = tensor_info(
             "x",
             DataType::Float,
             vec![Dim::Fixed(1), sym("n"), Dim::Fixed(1)],
         );
         let attr = |v: &[i64]| vec![("axes", AttributeValue::Ints(v.to_vec()))];
-        let old = run(
+        let old = infer_graph(
             11,
-            vec![x.clone()],
-            vec![],
-            vec![
-                node("Squeeze", &["x"], &["a"], attr(&[-1])),
-                node("Unsqueeze", &["x"], &["b"], attr(&[0, -1])),
-            ],
+            graph(
+                vec![x.clone()],
+                vec![],
+                vec![
+                    node("Squeeze", &["x"], &["a"], attr(&[-1])),
+                    node("Unsqueeze", &["x"], &["b"], attr(&[0, -1])),
+                ],
+                &[],
+            ),
         );
         assert_eq!(shape_of(&old, "a"), Some(vec![Dim::Fixed(1), sym("n")]));
         assert_eq!(
@@ -1358,14 +1302,17 @@ mod tests {
                 Dim::Fixed(1)
             ])
         );
-        let new = run(
+        let new = infer_graph(
             13,
-            vec![x],
-            vec![("ax", ints(&[0]))],
-            vec![
-                node("Squeeze", &["x", "ax"], &["a"], vec![]),
-                node("Squeeze", &["x"], &["c"], vec![]),
-            ],
+            graph(
+                vec![x],
+                vec![("ax", int64s(&[0]))],
+                vec![
+                    node("Squeeze", &["x", "ax"], &["a"], vec![]),
+                    node("Squeeze", &["x"], &["c"], vec![]),
+                ],
+                &[],
+            ),
         );
         assert_eq!(shape_of(&new, "a"), Some(vec![sym("n"), Dim::Fixed(1)]));
         assert_eq!(shape_of(&new, "c"), None, "n might be 1");
@@ -1373,26 +1320,29 @@ mod tests {
 
     #[test]
     fn slice_clamps_and_steps_backwards() {
-        let x = input(
+        let x = tensor_info(
             "x",
             DataType::Float,
             vec![Dim::Fixed(10), sym("n"), Dim::Fixed(5)],
         );
-        let inf = run(
+        let inf = infer_graph(
             13,
-            vec![x],
-            vec![
-                ("starts", ints(&[-1, 0, 1])),
-                ("ends", ints(&[i64::MIN, i64::MAX, 100])),
-                ("axes", ints(&[0, -2, 2])),
-                ("steps", ints(&[-3, 1, 2])),
-            ],
-            vec![node(
-                "Slice",
-                &["x", "starts", "ends", "axes", "steps"],
-                &["y"],
-                vec![],
-            )],
+            graph(
+                vec![x],
+                vec![
+                    ("starts", int64s(&[-1, 0, 1])),
+                    ("ends", int64s(&[i64::MIN, i64::MAX, 100])),
+                    ("axes", int64s(&[0, -2, 2])),
+                    ("steps", int64s(&[-3, 1, 2])),
+                ],
+                vec![node(
+                    "Slice",
+                    &["x", "starts", "ends", "axes", "steps"],
+                    &["y"],
+                    vec![],
+                )],
+                &[],
+            ),
         );
         assert_eq!(
             shape_of(&inf, "y"),
@@ -1402,25 +1352,28 @@ mod tests {
 
     #[test]
     fn einsum_with_ellipsis_and_implicit_output() {
-        let a = input(
+        let a = tensor_info(
             "a",
             DataType::Float,
             vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4)],
         );
-        let c = input(
+        let c = tensor_info(
             "c",
             DataType::Float,
             vec![Dim::Fixed(7), Dim::Fixed(4), Dim::Fixed(5)],
         );
         let eq = |s: &str| vec![("equation", AttributeValue::String(s.as_bytes().to_vec()))];
-        let inf = run(
+        let inf = infer_graph(
             12,
-            vec![a, c],
-            vec![],
-            vec![
-                node("Einsum", &["a", "c"], &["y"], eq("...ij, ...jk")),
-                node("Einsum", &["a"], &["t"], eq("...ij->...ji")),
-            ],
+            graph(
+                vec![a, c],
+                vec![],
+                vec![
+                    node("Einsum", &["a", "c"], &["y"], eq("...ij, ...jk")),
+                    node("Einsum", &["a"], &["t"], eq("...ij->...ji")),
+                ],
+                &[],
+            ),
         );
         assert_eq!(
             shape_of(&inf, "y"),
@@ -1434,26 +1387,29 @@ mod tests {
 
     #[test]
     fn matmul_promotes_vectors_and_broadcasts_batches() {
-        let a = input(
+        let a = tensor_info(
             "a",
             DataType::Float,
             vec![sym("b"), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4)],
         );
-        let v = input("v", DataType::Float, vec![Dim::Fixed(4)]);
-        let m = input(
+        let v = tensor_info("v", DataType::Float, vec![Dim::Fixed(4)]);
+        let m = tensor_info(
             "m",
             DataType::Float,
             vec![Dim::Fixed(6), Dim::Fixed(4), Dim::Fixed(2)],
         );
-        let inf = run(
+        let inf = infer_graph(
             13,
-            vec![a, v, m],
-            vec![],
-            vec![
-                node("MatMul", &["a", "v"], &["av"], vec![]),
-                node("MatMul", &["v", "m"], &["vm"], vec![]),
-                node("MatMul", &["a", "m"], &["am"], vec![]),
-            ],
+            graph(
+                vec![a, v, m],
+                vec![],
+                vec![
+                    node("MatMul", &["a", "v"], &["av"], vec![]),
+                    node("MatMul", &["v", "m"], &["vm"], vec![]),
+                    node("MatMul", &["a", "m"], &["am"], vec![]),
+                ],
+                &[],
+            ),
         );
         assert_eq!(
             shape_of(&inf, "av"),
@@ -1471,17 +1427,20 @@ mod tests {
 
     #[test]
     fn split_into_uneven_parts_at_opset_18() {
-        let x = input("x", DataType::Float, vec![Dim::Fixed(7), sym("n")]);
-        let inf = run(
+        let x = tensor_info("x", DataType::Float, vec![Dim::Fixed(7), sym("n")]);
+        let inf = infer_graph(
             18,
-            vec![x],
-            vec![],
-            vec![node(
-                "Split",
-                &["x"],
-                &["a", "b", "c"],
-                vec![("num_outputs", AttributeValue::Int(3))],
-            )],
+            graph(
+                vec![x],
+                vec![],
+                vec![node(
+                    "Split",
+                    &["x"],
+                    &["a", "b", "c"],
+                    vec![("num_outputs", AttributeValue::Int(3))],
+                )],
+                &[],
+            ),
         );
         assert_eq!(shape_of(&inf, "a"), Some(vec![Dim::Fixed(3), sym("n")]));
         assert_eq!(shape_of(&inf, "c"), Some(vec![Dim::Fixed(1), sym("n")]));
@@ -1490,31 +1449,34 @@ mod tests {
     #[test]
     fn slice_to_a_computed_length_and_range_keep_the_name() {
         // position_ids[:, :seq] with seq = Shape(input_ids)[1], then Range(0, seq, 1).
-        let ids = input("ids", DataType::Int64, vec![sym("batch"), sym("seq")]);
-        let inf = run(
+        let ids = tensor_info("ids", DataType::Int64, vec![sym("batch"), sym("seq")]);
+        let inf = infer_graph(
             15,
-            vec![ids],
-            vec![
-                (
-                    "pos",
-                    Tensor::from_vec([1, 512], (0..512i64).collect()).unwrap(),
-                ),
-                ("one", Tensor::scalar(1i64)),
-                ("zero", Tensor::scalar(0i64)),
-                ("z1", ints(&[0])),
-                ("a1", ints(&[1])),
-            ],
-            vec![
-                node(
-                    "Shape",
-                    &["ids"],
-                    &["s"],
-                    vec![("start", AttributeValue::Int(-1))],
-                ),
-                node("Squeeze", &["s", "z1"], &["n"], vec![]),
-                node("Slice", &["pos", "z1", "s", "a1"], &["p"], vec![]),
-                node("Range", &["zero", "n", "one"], &["r"], vec![]),
-            ],
+            graph(
+                vec![ids],
+                vec![
+                    (
+                        "pos",
+                        Tensor::from_vec([1, 512], (0..512i64).collect()).unwrap(),
+                    ),
+                    ("one", Tensor::scalar(1i64)),
+                    ("zero", Tensor::scalar(0i64)),
+                    ("z1", int64s(&[0])),
+                    ("a1", int64s(&[1])),
+                ],
+                vec![
+                    node(
+                        "Shape",
+                        &["ids"],
+                        &["s"],
+                        vec![("start", AttributeValue::Int(-1))],
+                    ),
+                    node("Squeeze", &["s", "z1"], &["n"], vec![]),
+                    node("Slice", &["pos", "z1", "s", "a1"], &["p"], vec![]),
+                    node("Range", &["zero", "n", "one"], &["r"], vec![]),
+                ],
+                &[],
+            ),
         );
         assert_eq!(shape_of(&inf, "s"), Some(vec![Dim::Fixed(1)]));
         assert_eq!(shape_of(&inf, "n"), Some(vec![]));
@@ -1524,20 +1486,20 @@ mod tests {
 
     #[test]
     fn extreme_attribute_values_do_not_panic() {
-        let x = input("x", DataType::Float, vec![Dim::Fixed(4), Dim::Fixed(6)]);
-        let model = Model {
-            opset_imports: [(String::new(), 13)].into_iter().collect(),
-            graph: Graph {
-                inputs: vec![x],
-                initializers: vec![
-                    ("lo".into(), ints(&[i64::MIN, i64::MAX])),
-                    ("hi".into(), ints(&[i64::MAX, i64::MIN])),
-                    ("ax".into(), ints(&[0, 1])),
-                    ("st".into(), ints(&[i64::MAX, i64::MIN])),
-                    ("pads".into(), ints(&[i64::MAX, 0, i64::MAX, 0])),
-                    ("reps".into(), ints(&[i64::MAX, 2])),
+        let x = tensor_info("x", DataType::Float, vec![Dim::Fixed(4), Dim::Fixed(6)]);
+        let m = model(
+            13,
+            graph(
+                vec![x],
+                vec![
+                    ("lo", int64s(&[i64::MIN, i64::MAX])),
+                    ("hi", int64s(&[i64::MAX, i64::MIN])),
+                    ("ax", int64s(&[0, 1])),
+                    ("st", int64s(&[i64::MAX, i64::MIN])),
+                    ("pads", int64s(&[i64::MAX, 0, i64::MAX, 0])),
+                    ("reps", int64s(&[i64::MAX, 2])),
                 ],
-                nodes: vec![
+                vec![
                     node("Slice", &["x", "lo", "hi", "ax", "st"], &["s"], vec![]),
                     node("Pad", &["x", "pads"], &["p"], vec![]),
                     node("Tile", &["x", "reps"], &["t"], vec![]),
@@ -1548,11 +1510,10 @@ mod tests {
                         vec![("blocksize", AttributeValue::Int(i64::MAX))],
                     ),
                 ],
-                ..Graph::default()
-            },
-            ..Model::default()
-        };
-        let inf = infer(&model, &InferOptions::default()).unwrap();
+                &[],
+            ),
+        );
+        let inf = infer(&m, &InferOptions::default()).unwrap();
         assert_eq!(
             shape_of(&inf, "s"),
             Some(vec![Dim::Fixed(1), Dim::Fixed(1)])
