@@ -604,7 +604,7 @@ mod tests {
     use runnx_ir::{AttributeValue, DataType, Dim, Tensor};
 
     use crate::testing::{
-        graph, infer_strict, model, node, sym, tensor_info, tensor_of, try_infer_strict,
+        graph, infer_strict, int64s, model, node, sym, tensor_info, tensor_of, try_infer_strict,
     };
 
     #[test]
@@ -646,7 +646,7 @@ mod tests {
             DataType::Float,
             vec![sym("n"), Dim::Fixed(3), Dim::Fixed(5)],
         );
-        let axes = Tensor::from_vec(vec![1], vec![-1i64]).unwrap();
+        let axes = int64s(&[-1]);
         let old = model(
             13,
             graph(
@@ -711,6 +711,7 @@ mod tests {
                 vec![
                     ("one", Tensor::scalar(1i64)),
                     ("zero", Tensor::scalar(0i64)),
+                    ("three", int64s(&[3])),
                 ],
                 vec![
                     node(
@@ -730,10 +731,7 @@ mod tests {
                         "ConstantOfShape",
                         &["three"],
                         &["ones"],
-                        vec![(
-                            "value",
-                            AttributeValue::Tensor(Tensor::from_vec(vec![1], vec![7i64]).unwrap()),
-                        )],
+                        vec![("value", AttributeValue::Tensor(int64s(&[7])))],
                     ),
                     node("Where", &["is_neg", "ones", "dims"], &["fixed"], vec![]),
                     node("Mul", &["fixed", "one"], &["m"], vec![]),
@@ -743,11 +741,6 @@ mod tests {
                 &[],
             ),
         );
-        let mut m = m;
-        m.graph.initializers.push((
-            "three".into(),
-            Tensor::from_vec(vec![1], vec![3i64]).unwrap(),
-        ));
         assert_eq!(
             tensor_of(&infer_strict(&m), "out"),
             (

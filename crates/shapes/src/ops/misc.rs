@@ -798,9 +798,9 @@ mod tests {
             ],
             &["c_in", "v_out", "v_in"],
         );
-        let mut g = graph(
+        let g = graph(
             vec![tensor_info("v", DataType::Float, vec![fixed(2)])],
-            vec![],
+            vec![("m", Tensor::scalar(5i64)), ("zero", Tensor::scalar(0i64))],
             vec![node(
                 "Loop",
                 &["m", "", "v"],
@@ -809,8 +809,6 @@ mod tests {
             )],
             &["v_final", "stacked"],
         );
-        g.initializers.push(("m".into(), Tensor::scalar(5i64)));
-        g.initializers.push(("zero".into(), Tensor::scalar(0i64)));
         let out = infer_graph(13, g);
         assert_eq!(shape_of(&out, "v_final"), Some(vec![Dim::Unknown]));
         assert_eq!(
@@ -819,9 +817,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn scan9_slices_and_stacks_along_the_given_axes() {
-        // The new state is the slice; the scan output is the previous state.
+    /// A Scan body over one state and one scan input: the new state is the slice, the scan
+    /// output the previous state.
+    fn swapping_scan_body() -> AttributeValue {
         let body = graph(
             vec![
                 tensor_info("s_in", DataType::Float, vec![Dim::Unknown]),
@@ -831,12 +829,17 @@ mod tests {
             vec![],
             &["x_in", "s_in"],
         );
+        AttributeValue::Graph(Arc::new(body))
+    }
+
+    #[test]
+    fn scan9_slices_and_stacks_along_the_given_axes() {
         let scan = node(
             "Scan",
             &["s", "x"],
             &["s_final", "ys"],
             vec![
-                ("body", AttributeValue::Graph(Arc::new(body))),
+                ("body", swapping_scan_body()),
                 ("num_scan_inputs", AttributeValue::Int(1)),
                 ("scan_input_axes", AttributeValue::Ints(vec![-1])),
                 ("scan_output_axes", AttributeValue::Ints(vec![1])),
@@ -853,21 +856,12 @@ mod tests {
 
     #[test]
     fn scan8_keeps_the_batch_axis_in_front() {
-        let body = graph(
-            vec![
-                tensor_info("s_in", DataType::Float, vec![Dim::Unknown]),
-                tensor_info("x_in", DataType::Float, vec![Dim::Unknown]),
-            ],
-            vec![],
-            vec![],
-            &["x_in", "s_in"],
-        );
         let scan = node(
             "Scan",
             &["", "s", "x"],
             &["s_final", "ys"],
             vec![
-                ("body", AttributeValue::Graph(Arc::new(body))),
+                ("body", swapping_scan_body()),
                 ("num_scan_inputs", AttributeValue::Int(1)),
             ],
         );
@@ -887,7 +881,10 @@ mod tests {
     fn sequences_split_and_concat() {
         let g = graph(
             vec![tensor_info("x", DataType::Float, vec![sym("N"), fixed(6)])],
-            vec![],
+            vec![
+                ("two", Tensor::scalar(2i64)),
+                ("zero", Tensor::scalar(0i64)),
+            ],
             vec![
                 node(
                     "SplitToSequence",
@@ -908,9 +905,6 @@ mod tests {
             ],
             &["stacked"],
         );
-        let mut g = g;
-        g.initializers.push(("two".into(), Tensor::scalar(2i64)));
-        g.initializers.push(("zero".into(), Tensor::scalar(0i64)));
         let out = infer_graph(13, g);
         assert_eq!(shape_of(&out, "piece"), Some(vec![sym("N"), fixed(2)]));
         assert_eq!(
