@@ -13,6 +13,11 @@ mod tools;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc reuses freed memory instead of returning it to the kernel, so the activations of
+/// one run do not page-fault in again on the next (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "runnx",

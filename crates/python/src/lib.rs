@@ -15,6 +15,11 @@ mod tools;
 
 use pyo3::prelude::*;
 
+/// mimalloc keeps freed memory for reuse, so a session's activations do not page-fault in again
+/// on every run as they do with glibc's malloc, which unmaps every block over 128 KiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[pymodule]
 fn _runnx(module: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::init(module)?;

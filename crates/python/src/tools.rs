@@ -20,23 +20,22 @@ use crate::errors::{INVALID_ARGUMENT, INVALID_GRAPH, INVALID_PROTOBUF, NO_SUCH_F
 
 /// A model argument: serialised bytes, or a path (external data then resolves beside it).
 fn load(model: &Bound<'_, PyAny>) -> PyResult<LoadedModel> {
-    let result = if let Ok(bytes) = model.cast::<PyBytes>() {
+    if let Ok(bytes) = model.cast::<PyBytes>() {
         let backed = PyBackedBytes::from(bytes.clone());
-        LoadedModel::from_bytes(bytes::Bytes::from_owner(backed))
-    } else {
-        let path: PathBuf = model.extract().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(
-                "a model is a path (str or os.PathLike), bytes or an onnx.ModelProto",
-            )
-        })?;
-        runnx_onnx::load_model(&path).map_err(|e| match e {
-            FormatError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                NO_SUCH_FILE.err(e.to_string())
-            }
-            other => INVALID_PROTOBUF.err(format!("{}: {other}", path.display())),
-        })
-    };
-    result.map_err(|e| INVALID_PROTOBUF.err(e.to_string()))
+        return LoadedModel::from_bytes(bytes::Bytes::from_owner(backed))
+            .map_err(|e| INVALID_PROTOBUF.err(format!("model bytes: {e}")));
+    }
+    let path: PathBuf = model.extract().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(
+            "a model is a path (str or os.PathLike), bytes or an onnx.ModelProto",
+        )
+    })?;
+    runnx_onnx::load_model(&path).map_err(|e| match e {
+        FormatError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            NO_SUCH_FILE.err(e.to_string())
+        }
+        other => INVALID_PROTOBUF.err(format!("{}: {other}", path.display())),
+    })
 }
 
 fn to_ir(loaded: &LoadedModel) -> PyResult<Model> {

@@ -93,6 +93,10 @@ pub fn check_model(loaded: &LoadedModel) -> Vec<Problem> {
         }
         c.function(f, &loc);
     }
+    // Types flowing between nodes, once the model is well formed enough to infer on.
+    if !c.problems.iter().any(|p| p.severity == Severity::Error) {
+        c.infer_types();
+    }
     c.problems
 }
 
@@ -100,6 +104,29 @@ pub fn check_model(loaded: &LoadedModel) -> Vec<Problem> {
 #[derive(Clone, Default)]
 struct Scope {
     names: HashSet<String>,
+}
+
+impl Checker<'_> {
+    /// Runs type and shape inference (onnx's full check does the same in strict mode): an op
+    /// given inputs of types or shapes it cannot take, or an output whose declared type
+    /// contradicts what its node computes, is an error at that node.
+    fn infer_types(&mut self) {
+        let Ok(model) = runnx_ir::convert::model_from_proto(self.loaded) else {
+            return;
+        };
+        let Ok(inference) = runnx_shapes::infer(&model, &runnx_shapes::InferOptions::default())
+        else {
+            return;
+        };
+        for problem in inference.problems {
+            let runnx_shapes::InferError::Node { node, message } = problem;
+            self.problems.push(Problem {
+                severity: Severity::Error,
+                location: node,
+                message: format!("type and shape inference: {message}"),
+            });
+        }
+    }
 }
 
 struct Checker<'a> {
