@@ -9,7 +9,7 @@ use runnx_ir::Value;
 use runnx_runtime::{OptimizationLevel, Session, SessionOptions, StepProfile};
 
 use crate::inputs::{
-    concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_tensor,
+    concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_input,
     repeat_batch, InputArg, Rng,
 };
 
@@ -121,22 +121,9 @@ pub fn main(args: Args) -> Result<()> {
                 }
             }
         }
-        let dtype = input
-            .ty
-            .as_tensor()
-            .map(|t| t.dtype)
-            .expect("concrete_shape checked it is a tensor");
-        let range = ranges
-            .get(&input.name)
-            .copied()
-            .unwrap_or(if dtype.is_float() {
-                (-1.0, 1.0)
-            } else {
-                (0.0, 100.0)
-            });
         feeds.push((
             input.name.clone(),
-            Value::Tensor(random_tensor(dtype, &shape, range, &mut rng)?),
+            Value::Tensor(random_input(input, &shape, &ranges, &mut rng)?),
         ));
     }
     let run = |feeds: &Vec<(String, Value)>| -> Result<Duration> {

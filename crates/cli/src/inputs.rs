@@ -215,6 +215,29 @@ pub fn random_tensor(
     Ok(Tensor::new(shape, data)?)
 }
 
+/// Random values for a declared tensor input: its shape from [`concrete_shape`], values from
+/// [`random_tensor`] in the input's range from `ranges` (floats default to [-1, 1), integers to
+/// [0, 100)).
+pub fn random_input(
+    input: &ValueInfo,
+    shape: &[usize],
+    ranges: &HashMap<String, (f64, f64)>,
+    rng: &mut Rng,
+) -> Result<Tensor> {
+    let dtype = input
+        .ty
+        .as_tensor()
+        .map(|t| t.dtype)
+        .ok_or_else(|| anyhow!("input '{}' is not a tensor; give it with --input", input.name))?;
+    let default = if dtype.is_float() {
+        (-1.0, 1.0)
+    } else {
+        (0.0, 100.0)
+    };
+    let range = ranges.get(&input.name).copied().unwrap_or(default);
+    random_tensor(dtype, shape, range, rng)
+}
+
 /// Repeats a tensor along axis 0 until it has `batch` rows (a batch-1 file for a batch-8 run).
 pub fn repeat_batch(t: &Tensor, batch: usize) -> Result<Tensor> {
     if t.rank() == 0 || t.shape()[0] == batch {

@@ -10,7 +10,7 @@ use runnx_tools::compare::{self, DiffStatus, ValueDiff};
 use runnx_tools::numeric::Tolerance;
 
 use crate::inputs::{
-    concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_tensor, InputArg,
+    concrete_shape, load_inputs, parse_dim, parse_input_arg, parse_range, random_input, InputArg,
     Rng,
 };
 
@@ -116,22 +116,9 @@ pub fn main(args: Args) -> Result<()> {
             continue;
         }
         let shape = concrete_shape(input, 1, &dims, 1)?;
-        let dtype = input
-            .ty
-            .as_tensor()
-            .map(|t| t.dtype)
-            .expect("a tensor input");
-        let range = ranges
-            .get(&input.name)
-            .copied()
-            .unwrap_or(if dtype.is_float() {
-                (-1.0, 1.0)
-            } else {
-                (0.0, 100.0)
-            });
         feeds.push((
             input.name.clone(),
-            Value::Tensor(random_tensor(dtype, &shape, range, &mut rng)?),
+            Value::Tensor(random_input(input, &shape, &ranges, &mut rng)?),
         ));
         random.push(input.name.clone());
     }

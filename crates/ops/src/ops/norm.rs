@@ -59,13 +59,34 @@ fn declared_outputs(info: &NodeInfo) -> usize {
 /// (RMS normalisation), the mean is taken as zero: `1/sqrt(mean(x²) + eps)`.
 fn moments<R: Real>(x: &[R], eps: R, centred: bool) -> (R, R) {
     let n = R::from_usize(x.len()).unwrap_or_else(R::nan);
-    let mean = if centred {
-        x.iter().copied().sum::<R>() / n
-    } else {
-        R::zero()
-    };
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<R>() / n;
+    let mean = if centred { sum(x) / n } else { R::zero() };
+    let mut squares = [R::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(R::zero(), |s, &v| s + (v - mean) * (v - mean));
+    for c in chunks {
+        for l in 0..8 {
+            squares[l] = squares[l] + (c[l] - mean) * (c[l] - mean);
+        }
+    }
+    let var = squares.iter().fold(tail, |s, &v| s + v) / n;
     (mean, R::one() / (var + eps).sqrt())
+}
+
+/// The sum of `x` with eight independent accumulators, so that it vectorises (a single running
+/// sum is a chain the compiler may not reorder).
+pub(super) fn sum<R: Real>(x: &[R]) -> R {
+    let mut acc = [R::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(R::zero(), |s, &v| s + v);
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = acc[l] + c[l];
+        }
+    }
+    acc.iter().fold(tail, |s, &v| s + v)
 }
 
 /// Standardises each `block`-long chunk of `x` (there are `blocks`; see [`moments`] for
@@ -837,6 +858,10 @@ pub(super) trait Real:
     fn to_data(values: Vec<Self>, dtype: DataType) -> Result<TensorData, OpError>;
     /// An f32 constant (attribute value) in this type, exactly.
     fn of(v: f32) -> Self;
+    /// `e^x` of every element (vectorised for f32).
+    fn exp_in_place(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|x| *x = x.exp());
+    }
 
     fn to_tensor(values: Vec<Self>, dtype: DataType, shape: &[usize]) -> Result<Tensor, OpError> {
         Ok(Tensor::new(shape, Self::to_data(values, dtype)?)?)
@@ -848,6 +873,9 @@ fn not_float(index: usize, dtype: DataType) -> OpError {
 }
 
 impl Real for f32 {
+    fn exp_in_place(xs: &mut [f32]) {
+        crate::kernels::vecmath::exp_in_place(xs);
+    }
     fn read(t: &Tensor, index: usize) -> Result<Cow<'_, [f32]>, OpError> {
         Ok(match t.data() {
             TensorData::Float(v) => Cow::Borrowed(v),

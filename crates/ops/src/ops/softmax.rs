@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 use runnx_ir::{Tensor, Value};
 
-use super::norm::{FloatKind, Real};
+use super::norm::{sum, FloatKind, Real};
 use super::shape::normalize_axis;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
@@ -131,27 +131,21 @@ fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
                 *v = if i == best { R::one() } else { R::zero() };
             }
         }
-        Normalizer::Softmax | Normalizer::LogSoftmax => {
+        Normalizer::Softmax => {
             // Subtracting the maximum keeps exp() finite; the result is unchanged.
             let max = row.iter().copied().fold(R::neg_infinity(), R::max);
-            let mut sum = R::zero();
-            for v in row.iter_mut() {
-                let shifted = *v - max;
-                let e = shifted.exp();
-                sum = sum + e;
-                *v = if kind == Normalizer::Softmax {
-                    e
-                } else {
-                    shifted
-                };
-            }
-            if kind == Normalizer::Softmax {
-                let scale = R::one() / sum;
-                row.iter_mut().for_each(|v| *v = *v * scale);
-            } else {
-                let log_sum = sum.ln();
-                row.iter_mut().for_each(|v| *v = *v - log_sum);
-            }
+            row.iter_mut().for_each(|v| *v = *v - max);
+            R::exp_in_place(row);
+            let scale = R::one() / sum(row);
+            row.iter_mut().for_each(|v| *v = *v * scale);
+        }
+        Normalizer::LogSoftmax => {
+            let max = row.iter().copied().fold(R::neg_infinity(), R::max);
+            row.iter_mut().for_each(|v| *v = *v - max);
+            let mut exps = row.to_vec();
+            R::exp_in_place(&mut exps);
+            let log_sum = sum(&exps).ln();
+            row.iter_mut().for_each(|v| *v = *v - log_sum);
         }
     }
 }

@@ -13,6 +13,7 @@ use runnx_ir::{Element, Shape, Tensor, TensorData, Value};
 
 use super::elementwise::{unsupported, with_numeric_type, Numeric, NumericFn};
 use crate::kernels::broadcast::par_chunks_apply;
+use crate::kernels::vecmath;
 use crate::registry::BuildFn;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
@@ -49,6 +50,8 @@ pub(crate) fn register(reg: &mut Registry) {
         reg.add_versions("", name, versions, build);
     }
     reg.add("", "Gelu", 20, build_gelu);
+    // onnxruntime's contrib op (erf form, no attributes): what runnx's optimizer fuses GELU into.
+    reg.add("com.microsoft", "Gelu", 1, build_gelu);
     reg.add_versions("", "LeakyRelu", &[1, 6, 16], |i| {
         float(F::LeakyRelu {
             alpha: i.attr_float("alpha", 0.01)?,
@@ -97,6 +100,18 @@ pub(crate) trait Real: num_traits::Float + Send + Sync {
     fn erf(self) -> Self;
     /// Rounds half-way cases to the nearest even integer.
     fn round_even(self) -> Self;
+    /// `e^x` of every element (f32 overrides these three with vectorised versions).
+    fn exp_all(xs: &mut [Self]) {
+        map(xs, |x| x.exp());
+    }
+    fn erf_all(xs: &mut [Self]) {
+        map(xs, |x| x.erf());
+    }
+    /// GELU without approximation: `x/2 · (1 + erf(x/√2))`.
+    fn gelu_all(xs: &mut [Self]) {
+        let (half, rsqrt2) = (Self::of(0.5), Self::of(std::f32::consts::FRAC_1_SQRT_2));
+        map(xs, |x| half * x * (Self::one() + (x * rsqrt2).erf()));
+    }
 }
 
 impl Real for f32 {
@@ -110,6 +125,15 @@ impl Real for f32 {
     }
     fn round_even(self) -> f32 {
         self.round_ties_even()
+    }
+    fn exp_all(xs: &mut [f32]) {
+        vecmath::exp_in_place(xs);
+    }
+    fn erf_all(xs: &mut [f32]) {
+        vecmath::erf_in_place(xs);
+    }
+    fn gelu_all(xs: &mut [f32]) {
+        vecmath::gelu_in_place(xs);
     }
 }
 
@@ -188,17 +212,6 @@ fn map<T: Copy>(xs: &mut [T], f: impl Fn(T) -> T) {
     }
 }
 
-/// The logistic function, without overflow for large `|x|`.
-#[inline(always)]
-fn sigmoid<T: Real>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
-}
-
 /// `ln(1 + e^x)`, without overflow for large `x`.
 #[inline(always)]
 fn softplus<T: Real>(x: T) -> T {
@@ -217,7 +230,7 @@ impl FloatOp {
         let one = T::one();
         match self {
             FloatOp::Sqrt => map(xs, |x| x.sqrt()),
-            FloatOp::Exp => map(xs, |x| x.exp()),
+            FloatOp::Exp => T::exp_all(xs),
             FloatOp::Log => map(xs, |x| x.ln()),
             FloatOp::Reciprocal => map(xs, |x| x.recip()),
             FloatOp::Floor => map(xs, |x| x.floor()),
@@ -234,8 +247,13 @@ impl FloatOp {
             FloatOp::Asinh => map(xs, |x| x.asinh()),
             FloatOp::Acosh => map(xs, |x| x.acosh()),
             FloatOp::Atanh => map(xs, |x| x.atanh()),
-            FloatOp::Erf => map(xs, |x| x.erf()),
-            FloatOp::Sigmoid => map(xs, sigmoid),
+            FloatOp::Erf => T::erf_all(xs),
+            FloatOp::Sigmoid => {
+                // 1 / (1 + e^-x): e^-x overflows to infinity for very negative x, giving 0.
+                map(xs, |x| -x);
+                T::exp_all(xs);
+                map(xs, |e| one / (one + e));
+            }
             FloatOp::Tanh => map(xs, |x| x.tanh()),
             FloatOp::Softplus => map(xs, softplus),
             FloatOp::Softsign => map(xs, |x| x / (one + x.abs())),
@@ -244,10 +262,7 @@ impl FloatOp {
                 let (alpha, beta) = (T::of(1.0 / 6.0), T::of(0.5));
                 map(xs, |x| x * (alpha * x + beta).max(zero).min(one))
             }
-            FloatOp::Gelu => {
-                let (half, rsqrt2) = (T::of(0.5), T::of(std::f32::consts::FRAC_1_SQRT_2));
-                map(xs, |x| half * x * (one + (x * rsqrt2).erf()))
-            }
+            FloatOp::Gelu => T::gelu_all(xs),
             FloatOp::GeluTanh => {
                 let half = T::of(0.5);
                 let (k, c) = (T::of((2.0 / std::f32::consts::PI).sqrt()), T::of(0.044715));

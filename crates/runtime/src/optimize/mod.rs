@@ -6,7 +6,8 @@
 //!   the planner, where the kernels that compute the folded values live.
 //! - extended and all: Conv followed by a residual Add and/or an activation becomes one
 //!   `com.microsoft.FusedConv` node (the op onnxruntime uses for the same fusion, so an
-//!   optimized model saved by runnx also loads there), computed in one pass over the output.
+//!   optimized model saved by runnx also loads there), computed in one pass over the output;
+//!   the five-node erf GELU becomes one `com.microsoft.Gelu`.
 //!
 //! A pass only touches values it can see every use of: a value read by a subgraph, listed as a
 //! graph output, or read twice is never fused away.
@@ -14,6 +15,7 @@
 mod conv_bn;
 mod fold;
 mod fuse_conv;
+mod fuse_gelu;
 
 pub use fold::FoldCounts;
 
@@ -31,7 +33,8 @@ pub(crate) fn optimize(model: &mut Model, level: OptimizationLevel) {
     let opset = model.opset("").unwrap_or(1);
     conv_bn::fold_batch_norms(&mut model.graph, opset);
     if level >= OptimizationLevel::Extended {
-        if fuse_conv::fuse(&mut model.graph, opset) > 0 {
+        let fused = fuse_conv::fuse(&mut model.graph, opset) + fuse_gelu::fuse(&mut model.graph);
+        if fused > 0 {
             model
                 .opset_imports
                 .entry("com.microsoft".to_string())

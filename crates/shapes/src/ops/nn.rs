@@ -41,10 +41,11 @@ pub fn rule(op: &str) -> Option<Rule> {
     })
 }
 
-/// com.microsoft ops (FusedConv, written by runnx's optimizer).
+/// com.microsoft ops (FusedConv and Gelu, written by runnx's optimizer).
 pub fn rule_microsoft(op: &str) -> Option<Rule> {
     match op {
         "FusedConv" => Some(conv),
+        "Gelu" => Some(|ctx| super::same_as_input(ctx, 0, 0)),
         _ => None,
     }
 }

@@ -1,0 +1,224 @@
+//! f32 `exp`, `erf` and erf-GELU over slices, vectorised.
+//!
+//! Each function is branch-free straight-line arithmetic on every element (special cases are
+//! selected, not branched on), so LLVM vectorises the loop; it is compiled three times, for
+//! AVX-512, for AVX2+FMA and for the baseline, and the widest the CPU has is picked at run time.
+//! The scalar `libm` versions these replace cost 2-3 ns an element; these a fraction of that.
+//!
+//! Accuracy (checked against f64 in the tests): `exp` within 2 ulp over its whole range (results
+//! below f32's smallest normal flush to 0); `erf` within 2e-7 absolute and 1e-6 relative.
+
+/// Runs `$body` (an `fn(&mut [f32])` written for auto-vectorisation) with the widest vector
+/// instructions the CPU supports.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* pub fn $name:ident => $body:ident) => {
+        $(#[$doc])*
+        pub fn $name(xs: &mut [f32]) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+                unsafe fn avx512(xs: &mut [f32]) {
+                    $body(xs)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2(xs: &mut [f32]) {
+                    $body(xs)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                {
+                    // SAFETY: the CPU has the features the function is compiled for.
+                    return unsafe { avx512(xs) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above.
+                    return unsafe { avx2(xs) };
+                }
+            }
+            $body(xs)
+        }
+    };
+}
+
+multiversion! {
+    /// `x = e^x` for every element.
+    pub fn exp_in_place => exp_body
+}
+
+multiversion! {
+    /// `x = erf(x)` for every element.
+    pub fn erf_in_place => erf_body
+}
+
+multiversion! {
+    /// `x = x/2 · (1 + erf(x/√2))` (GELU without approximation) for every element.
+    pub fn gelu_in_place => gelu_body
+}
+
+#[inline(always)]
+fn exp_body(xs: &mut [f32]) {
+    for x in xs {
+        *x = exp(*x);
+    }
+}
+
+#[inline(always)]
+fn erf_body(xs: &mut [f32]) {
+    for x in xs {
+        *x = erf(*x);
+    }
+}
+
+#[inline(always)]
+fn gelu_body(xs: &mut [f32]) {
+    for x in xs {
+        let v = *x;
+        *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// Inputs above this overflow to infinity; below `EXP_MIN` the result is not a normal f32.
+const EXP_MAX: f32 = 88.722_83;
+const EXP_MIN: f32 = -87.336_55;
+
+/// `e^x = 2^n · e^r` with `n = round(x / ln 2)` and `|r| <= ln 2 / 2`, `e^r` from its Taylor
+/// series to the 7th power (truncation error below 6e-9 relative on that interval).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75; // ln 2 split so that n·LN2_HI is exact for |n| <= 128
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let clamped = x.clamp(EXP_MIN, EXP_MAX);
+    let n = (clamped * std::f32::consts::LOG2_E).round_ties_even();
+    let r = (clamped - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // 2^n built from its exponent bits; n is in [-126, 128], and 2^128 only meets r < 0.
+    let scale = f32::from_bits((((n as i32) + 127).clamp(1, 254) as u32) << 23);
+    let extra = if n > 127.0 { 2.0 } else { 1.0 };
+    let y = p * scale * extra;
+    if x.is_nan() {
+        x
+    } else if x > EXP_MAX {
+        f32::INFINITY
+    } else if x < EXP_MIN {
+        0.0
+    } else {
+        y
+    }
+}
+
+const ERF_TERMS: usize = 11;
+
+/// The coefficients of erf's series in x²: erf(x) = x · Σ c_n x^(2n), with
+/// c_n = 2/√π · (-1)^n / (n! (2n+1)).
+const ERF_SERIES: [f32; ERF_TERMS] = {
+    let mut out = [0f32; ERF_TERMS];
+    let mut factorial = 1.0f64;
+    let mut n = 0;
+    while n < ERF_TERMS {
+        if n > 0 {
+            factorial *= n as f64;
+        }
+        let sign = if n % 2 == 0 { 1.0 } else { -1.0 };
+        out[n] = (sign * std::f64::consts::FRAC_2_SQRT_PI / (factorial * (2 * n + 1) as f64)) as f32;
+        n += 1;
+    }
+    out
+};
+
+/// Below |x| = 1 the odd Taylor series of erf (11 terms: truncation below 2e-9); from 1 to 4
+/// `1 - erfc` with Abramowitz and Stegun's 7.1.26 approximation of erfc (absolute error below
+/// 1.5e-7); from 4 on erf is 1 to f32 precision.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let z = a * a;
+    let mut series = ERF_SERIES[ERF_TERMS - 1];
+    for &c in ERF_SERIES[..ERF_TERMS - 1].iter().rev() {
+        series = series * z + c;
+    }
+    let small = series * a;
+    // erfc(a) ≈ t·(a1 + t·(a2 + t·(a3 + t·(a4 + t·a5)))) · e^(-a²), t = 1 / (1 + p·a).
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let large = 1.0 - poly * exp(-z);
+    let magnitude = if a < 1.0 {
+        small
+    } else if a < 4.0 {
+        large
+    } else {
+        1.0
+    };
+    if x.is_nan() {
+        x
+    } else {
+        magnitude.copysign(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+        (0..=n)
+            .map(|i| lo + (hi - lo) * i as f32 / n as f32)
+            .collect()
+    }
+
+    #[test]
+    fn exp_matches_f64_within_two_ulp() {
+        let mut xs = samples(-87.0, 88.5, 400_000);
+        let inputs = xs.clone();
+        exp_in_place(&mut xs);
+        for (&x, &y) in inputs.iter().zip(&xs) {
+            let want = (x as f64).exp();
+            let ulp = (want as f32).to_bits().abs_diff(y.to_bits());
+            assert!(ulp <= 2, "exp({x}) = {y}, want {want} ({ulp} ulp)");
+        }
+        let mut special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 100.0, -100.0, 0.0];
+        exp_in_place(&mut special);
+        assert!(special[0].is_nan());
+        assert_eq!(&special[1..], &[f32::INFINITY, 0.0, f32::INFINITY, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn erf_matches_libm() {
+        let mut xs = samples(-6.0, 6.0, 600_001);
+        xs.extend([1e-30, -1e-20, 1e-6, 0.0, -0.0]);
+        let inputs = xs.clone();
+        erf_in_place(&mut xs);
+        for (&x, &y) in inputs.iter().zip(&xs) {
+            let want = libm::erf(x as f64);
+            let err = (y as f64 - want).abs();
+            assert!(
+                err <= 2e-7 && err <= 1e-6 * want.abs() + 1e-37,
+                "erf({x}) = {y}, want {want}"
+            );
+        }
+        let mut special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        erf_in_place(&mut special);
+        assert!(special[0].is_nan());
+        assert_eq!(&special[1..], &[1.0, -1.0]);
+    }
+
+    #[test]
+    fn gelu_matches_its_definition() {
+        let mut xs = samples(-10.0, 10.0, 100_000);
+        let inputs = xs.clone();
+        gelu_in_place(&mut xs);
+        for (&x, &y) in inputs.iter().zip(&xs) {
+            let x = x as f64;
+            let want = 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+            assert!((y as f64 - want).abs() <= 2e-6 * (1.0 + want.abs()), "gelu({x}) = {y}, want {want}");
+        }
+    }
+}
