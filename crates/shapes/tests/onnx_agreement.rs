@@ -80,18 +80,22 @@ fn cases() -> Vec<(String, PathBuf)> {
     cases
 }
 
-/// Runs onnx on every case; returns the folder with ID.onnx (stripped) and ID.json.
-fn onnx_reference(cases: &[(String, PathBuf)]) -> Option<PathBuf> {
+/// Runs onnx on every case; returns the folder with ID.onnx (stripped) and ID.json (a fresh
+/// temporary folder, so concurrent test runs do not share it).
+fn onnx_reference(cases: &[(String, PathBuf)]) -> Option<tempfile::TempDir> {
     let python = repo().join(".venv/bin/python");
     if !python.exists() {
         skip_or_fail(".venv/bin/python not found (run scripts/setup-venv.sh)");
         return None;
     }
-    let out = repo().join("target/shape-reference");
-    let _ = std::fs::remove_dir_all(&out);
+    let dir = tempfile::Builder::new()
+        .prefix("shape-reference")
+        .tempdir()
+        .expect("create a temporary folder");
+    let out = dir.path();
     let mut child = Command::new(python)
         .arg(repo().join("scripts/onnx_shape_reference.py"))
-        .arg(&out)
+        .arg(out)
         .stdin(Stdio::piped())
         .spawn()
         .expect("start python");
@@ -102,7 +106,7 @@ fn onnx_reference(cases: &[(String, PathBuf)]) -> Option<PathBuf> {
         }
     }
     assert!(child.wait().unwrap().success(), "onnx_shape_reference.py failed");
-    Some(out)
+    Some(dir)
 }
 
 /// A type as the reference JSON writes it: (element type code, shape) for tensors.
@@ -266,7 +270,7 @@ fn shapes_agree_with_onnx() {
     let mut values = 0;
     for (id, _) in &cases {
         let file_id = id.replace('/', "__");
-        let outcome = std::panic::catch_unwind(|| check_case(&dir, &file_id))
+        let outcome = std::panic::catch_unwind(|| check_case(dir.path(), &file_id))
             .unwrap_or_else(|_| Err("panicked".to_string()));
         match outcome {
             Ok(n) => values += n,
