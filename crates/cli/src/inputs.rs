@@ -224,11 +224,12 @@ pub fn random_input(
     ranges: &HashMap<String, (f64, f64)>,
     rng: &mut Rng,
 ) -> Result<Tensor> {
-    let dtype = input
-        .ty
-        .as_tensor()
-        .map(|t| t.dtype)
-        .ok_or_else(|| anyhow!("input '{}' is not a tensor; give it with --input", input.name))?;
+    let dtype = input.ty.as_tensor().map(|t| t.dtype).ok_or_else(|| {
+        anyhow!(
+            "input '{}' is not a tensor; give it with --input",
+            input.name
+        )
+    })?;
     let default = if dtype.is_float() {
         (-1.0, 1.0)
     } else {

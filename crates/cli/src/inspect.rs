@@ -48,8 +48,16 @@ pub fn main(args: Args) -> Result<()> {
     } else {
         summary.print(&model, &args.model);
         if let Some(values) = &values {
-            let width = values.iter().map(|v| v.name.len()).max().unwrap_or(0).min(48);
-            println!("\nvalues ({}, by the node that produces them)", values.len());
+            let width = values
+                .iter()
+                .map(|v| v.name.len())
+                .max()
+                .unwrap_or(0)
+                .min(48);
+            println!(
+                "\nvalues ({}, by the node that produces them)",
+                values.len()
+            );
             for v in values {
                 let ty = if v.ty == ValueType::Unknown {
                     "?".to_string()
@@ -85,7 +93,11 @@ fn inferred_values(model: &Model) -> Vec<InferredValue> {
         .graph
         .nodes
         .iter()
-        .flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n.op_type.as_str())))
+        .flat_map(|n| {
+            n.outputs
+                .iter()
+                .map(move |o| (o.as_str(), n.op_type.as_str()))
+        })
         .collect();
     inference
         .values
@@ -180,9 +192,7 @@ impl Summary {
     }
 
     fn to_json(&self, model: &Model) -> serde_json::Value {
-        let io = |vi: &ValueInfo| {
-            json!({"name": vi.name, "type": vi.ty.type_string(), "shape": shape_json(&vi.ty)})
-        };
+        let io = |vi: &ValueInfo| json!({"name": vi.name, "type": vi.ty.type_string(), "shape": shape_json(&vi.ty)});
         json!({
             "producer_name": model.producer_name,
             "producer_version": model.producer_version,

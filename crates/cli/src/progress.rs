@@ -11,8 +11,7 @@ pub fn spinner(message: impl Into<String>) -> ProgressBar {
         .with_message(message.into())
         .with_finish(ProgressFinish::AndClear);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .expect("valid template"),
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar

@@ -252,8 +252,16 @@ fn infer_shapes_writes_value_info_and_inspect_lists_it() {
     let produced: Vec<&String> = model.graph.nodes.iter().flat_map(|n| &n.outputs).collect();
     let typed = model.graph.value_info.len() + model.graph.outputs.len();
     assert_eq!(typed, produced.len(), "{:?}", model.graph.value_info);
-    let shapes: Vec<String> = model.graph.value_info.iter().map(|v| v.ty.to_string()).collect();
-    assert!(shapes.iter().all(|s| s.starts_with("float[batch,")), "{shapes:?}");
+    let shapes: Vec<String> = model
+        .graph
+        .value_info
+        .iter()
+        .map(|v| v.ty.to_string())
+        .collect();
+    assert!(
+        shapes.iter().all(|s| s.starts_with("float[batch,")),
+        "{shapes:?}"
+    );
     let o = run!("inspect", "--shapes", fixture("mnist_cnn.onnx"));
     assert!(o.status.success(), "{}", show(&o));
     assert!(stdout(&o).contains("values (13"), "{}", show(&o));
@@ -266,18 +274,45 @@ fn optimized_and_opset_converted_models_give_the_reference_outputs() {
     let o = run!("optimize", fixture("mnist_cnn.onnx"), "-o", optimized);
     assert!(o.status.success(), "{}", show(&o));
     let converted = dir.path().join("cnn.opset11.onnx");
-    let o = run!("convert-opset", fixture("mnist_cnn.onnx"), "--to", "11", "-o", converted);
+    let o = run!(
+        "convert-opset",
+        fixture("mnist_cnn.onnx"),
+        "--to",
+        "11",
+        "-o",
+        converted
+    );
     assert!(o.status.success(), "{}", show(&o));
-    assert_eq!(runnx_ir::load_model(&converted).unwrap().opset(""), Some(11));
+    assert_eq!(
+        runnx_ir::load_model(&converted).unwrap().opset(""),
+        Some(11)
+    );
     // onnxruntime's outputs for the original model are the reference.
     let reference = fixture("mnist_cnn.outputs.npz");
     for model in [&optimized, &converted] {
-        let o = run!("compare", model, reference, "-i", fixture("mnist_cnn.inputs.npz"));
+        let o = run!(
+            "compare",
+            model,
+            reference,
+            "-i",
+            fixture("mnist_cnn.inputs.npz")
+        );
         assert!(o.status.success(), "{}: {}", model.display(), show(&o));
         let o = run!("check", model);
         assert!(o.status.success(), "{}: {}", model.display(), show(&o));
     }
-    let o = run!("convert-opset", fixture("mnist_cnn.onnx"), "--to", "0", "-o", dir.path().join("x.onnx"));
+    let o = run!(
+        "convert-opset",
+        fixture("mnist_cnn.onnx"),
+        "--to",
+        "0",
+        "-o",
+        dir.path().join("x.onnx")
+    );
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("target opset 0"), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("target opset 0"),
+        "{}",
+        show(&o)
+    );
 }

@@ -16,7 +16,9 @@ use runnx_tools::weights::{self, TensorStatus};
 use runnx_tools::ToolError;
 
 use crate::convert::{tensor_from_py, value_to_py};
-use crate::errors::{INVALID_ARGUMENT, INVALID_GRAPH, INVALID_PROTOBUF, NO_SUCH_FILE, RUNTIME_EXCEPTION};
+use crate::errors::{
+    INVALID_ARGUMENT, INVALID_GRAPH, INVALID_PROTOBUF, NO_SUCH_FILE, RUNTIME_EXCEPTION,
+};
 
 /// A model argument: serialised bytes, or a path (external data then resolves beside it).
 fn load(model: &Bound<'_, PyAny>) -> PyResult<LoadedModel> {
@@ -44,7 +46,10 @@ fn to_ir(loaded: &LoadedModel) -> PyResult<Model> {
 
 fn model_bytes<'py>(py: Python<'py>, model: &Model) -> Bound<'py, PyBytes> {
     use prost::Message;
-    PyBytes::new(py, &runnx_ir::convert::model_to_proto(model).encode_to_vec())
+    PyBytes::new(
+        py,
+        &runnx_ir::convert::model_to_proto(model).encode_to_vec(),
+    )
 }
 
 fn tool_error(e: ToolError) -> PyErr {
@@ -62,7 +67,9 @@ fn tool_error(e: ToolError) -> PyErr {
 #[pyfunction]
 pub fn tools_check_model(model: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String, String)>> {
     let loaded = load(model)?;
-    let problems = model.py().detach(|| runnx_tools::check::check_model(&loaded));
+    let problems = model
+        .py()
+        .detach(|| runnx_tools::check::check_model(&loaded));
     Ok(problems
         .into_iter()
         .map(|p| {

@@ -443,7 +443,7 @@ fn opset_for(node: &Node, opsets: &BTreeMap<String, i64>) -> Result<i64, String>
         .ok_or_else(|| format!("the model imports no opset for domain '{}'", node.domain))
 }
 
-fn is_nondeterministic(node: &Node) -> bool {
+pub(crate) fn is_nondeterministic(node: &Node) -> bool {
     matches!(
         node.op_type.as_str(),
         "RandomNormal"

@@ -105,7 +105,10 @@ fn onnx_reference(cases: &[(String, PathBuf)]) -> Option<tempfile::TempDir> {
             writeln!(stdin, "{}\t{}", id.replace('/', "__"), path.display()).unwrap();
         }
     }
-    assert!(child.wait().unwrap().success(), "onnx_shape_reference.py failed");
+    assert!(
+        child.wait().unwrap().success(),
+        "onnx_shape_reference.py failed"
+    );
     Some(dir)
 }
 
@@ -125,12 +128,17 @@ fn reference_type(j: &Json) -> Option<(i32, Option<Vec<Dim>>)> {
 }
 
 fn show(elem: i32, shape: &Option<Vec<Dim>>) -> String {
-    let dtype = DataType::from_onnx(elem).map(|d| d.to_string()).unwrap_or(elem.to_string());
+    let dtype = DataType::from_onnx(elem)
+        .map(|d| d.to_string())
+        .unwrap_or(elem.to_string());
     match shape {
         None => format!("{dtype}[...]"),
         Some(s) => format!(
             "{dtype}[{}]",
-            s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     }
 }
@@ -138,10 +146,18 @@ fn show(elem: i32, shape: &Option<Vec<Dim>>) -> String {
 /// Whether runnx's type is at least as specific as the reference and agrees with it.
 /// `exact_symbols`: a named reference dimension must be the same name (onnx's own inference);
 /// otherwise a fixed size is also accepted (declared output types name their axes freely).
-fn agrees(ours: &ValueType, elem: i32, shape: &Option<Vec<Dim>>, exact_symbols: bool) -> Result<(), String> {
+fn agrees(
+    ours: &ValueType,
+    elem: i32,
+    shape: &Option<Vec<Dim>>,
+    exact_symbols: bool,
+) -> Result<(), String> {
     let theirs = show(elem, shape);
     let ValueType::Tensor(t) = ours else {
-        return Err(format!("runnx has {}, reference {theirs}", ours.type_string()));
+        return Err(format!(
+            "runnx has {}, reference {theirs}",
+            ours.type_string()
+        ));
     };
     let ours_text = show(t.dtype.onnx_code(), &t.shape);
     let mismatch = || Err(format!("runnx {ours_text}, reference {theirs}"));
@@ -161,7 +177,9 @@ fn agrees(ours: &ValueType, elem: i32, shape: &Option<Vec<Dim>>, exact_symbols: 
         let ok = match r {
             Dim::Unknown => true,
             Dim::Fixed(_) => d == r,
-            Dim::Symbol(_) => d == r || (!exact_symbols && matches!(d, Dim::Fixed(_) | Dim::Unknown)),
+            Dim::Symbol(_) => {
+                d == r || (!exact_symbols && matches!(d, Dim::Fixed(_) | Dim::Unknown))
+            }
         };
         if !ok {
             return mismatch();
@@ -184,10 +202,18 @@ fn check_case(dir: &Path, file_id: &str) -> Result<usize, String> {
             .cloned()
             .or_else(|| {
                 let g = &model.graph;
-                g.inputs.iter().find(|i| i.name == name).map(|i| i.ty.clone()).or_else(|| {
-                    g.initializer(name)
-                        .map(|t| ValueType::tensor(t.dtype(), Some(t.shape().iter().map(|&d| Dim::Fixed(d)).collect())))
-                })
+                g.inputs
+                    .iter()
+                    .find(|i| i.name == name)
+                    .map(|i| i.ty.clone())
+                    .or_else(|| {
+                        g.initializer(name).map(|t| {
+                            ValueType::tensor(
+                                t.dtype(),
+                                Some(t.shape().iter().map(|&d| Dim::Fixed(d)).collect()),
+                            )
+                        })
+                    })
             })
             .unwrap_or(ValueType::Unknown)
     };
@@ -309,7 +335,11 @@ fn shapes_agree_with_onnx() {
             }
         }
         for (id, why) in &failures {
-            let reason = expected.get(id).filter(|r| !r.is_empty()).cloned().unwrap_or_else(|| why.clone());
+            let reason = expected
+                .get(id)
+                .filter(|r| !r.is_empty())
+                .cloned()
+                .unwrap_or_else(|| why.clone());
             merged.insert(id.clone(), reason);
         }
         let mut text = String::from(
@@ -322,7 +352,10 @@ fn shapes_agree_with_onnx() {
         std::fs::write(expected_path(), text).unwrap();
         return;
     }
-    let unexpected: Vec<_> = failures.iter().filter(|(id, _)| !expected.contains_key(*id)).collect();
+    let unexpected: Vec<_> = failures
+        .iter()
+        .filter(|(id, _)| !expected.contains_key(*id))
+        .collect();
     let fixed: Vec<_> = cases
         .iter()
         .map(|(id, _)| id)
@@ -334,5 +367,10 @@ fn shapes_agree_with_onnx() {
     for id in &fixed {
         eprintln!("NOW AGREES (remove from the expected failures) {id}");
     }
-    assert!(unexpected.is_empty() && fixed.is_empty(), "{} unexpected failures, {} listed cases now agree", unexpected.len(), fixed.len());
+    assert!(
+        unexpected.is_empty() && fixed.is_empty(),
+        "{} unexpected failures, {} listed cases now agree",
+        unexpected.len(),
+        fixed.len()
+    );
 }

@@ -10,7 +10,10 @@ use crate::ToolError;
 
 /// Infers every value's type and shape and stores them in `loaded`'s graph: `value_info` for
 /// intermediates, the output declarations for graph outputs.
-pub fn infer_into(loaded: &mut LoadedModel, options: &InferOptions) -> Result<Inference, ToolError> {
+pub fn infer_into(
+    loaded: &mut LoadedModel,
+    options: &InferOptions,
+) -> Result<Inference, ToolError> {
     let mut model = model_from_proto(loaded)?;
     let inference =
         infer_shapes(&mut model, options).map_err(|e| ToolError::Invalid(e.to_string()))?;

@@ -266,8 +266,10 @@ fn faulty_models() -> Vec<(&'static str, proto::ModelProto, &'static str)> {
     ));
 
     let mut m = valid_model();
-    graph(&mut m).initializer[0] =
-        runnx_ir::convert::tensor_to_proto("w", &runnx_ir::Tensor::from_vec([3], vec![1i64, 2, 3]).unwrap());
+    graph(&mut m).initializer[0] = runnx_ir::convert::tensor_to_proto(
+        "w",
+        &runnx_ir::Tensor::from_vec([3], vec![1i64, 2, 3]).unwrap(),
+    );
     out.push((
         "mixed element types",
         m,
@@ -275,8 +277,10 @@ fn faulty_models() -> Vec<(&'static str, proto::ModelProto, &'static str)> {
     ));
 
     let mut m = valid_model();
-    graph(&mut m).initializer[0] =
-        runnx_ir::convert::tensor_to_proto("w", &runnx_ir::Tensor::from_vec([4], vec![1f32, 2., 3., 4.]).unwrap());
+    graph(&mut m).initializer[0] = runnx_ir::convert::tensor_to_proto(
+        "w",
+        &runnx_ir::Tensor::from_vec([4], vec![1f32, 2., 3., 4.]).unwrap(),
+    );
     out.push((
         "shapes that cannot broadcast",
         m,
@@ -467,11 +471,16 @@ fn valid_models_pass() {
     ];
     let mut failures = Vec::new();
     for path in &models {
-        let case = path.parent().and_then(|p| p.file_name()).unwrap_or_default();
+        let case = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .unwrap_or_default();
         if known_faulty.iter().any(|k| case == *k) {
             let errors = check_model(&runnx_onnx::load_model(path).unwrap());
             assert!(
-                errors.iter().any(|p| p.message.contains("cannot be split into 4 parts")),
+                errors
+                    .iter()
+                    .any(|p| p.message.contains("cannot be split into 4 parts")),
                 "{}: {errors:?}",
                 path.display()
             );

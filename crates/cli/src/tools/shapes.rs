@@ -33,8 +33,8 @@ pub fn main(args: Args) -> Result<()> {
     let options = InferOptions {
         strict: args.strict,
     };
-    let inference = infer_into(&mut loaded, &options)
-        .with_context(|| args.model.display().to_string())?;
+    let inference =
+        infer_into(&mut loaded, &options).with_context(|| args.model.display().to_string())?;
     runnx_onnx::save_model(&loaded.proto, &args.output)
         .with_context(|| args.output.display().to_string())?;
 
@@ -57,7 +57,11 @@ pub fn main(args: Args) -> Result<()> {
         eprintln!("warning: {p}");
     }
     if !inference.ops_without_rule.is_empty() {
-        let ops: Vec<&str> = inference.ops_without_rule.iter().map(String::as_str).collect();
+        let ops: Vec<&str> = inference
+            .ops_without_rule
+            .iter()
+            .map(String::as_str)
+            .collect();
         eprintln!("warning: no shape rule for {}", ops.join(", "));
     }
     println!(

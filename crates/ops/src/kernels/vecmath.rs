@@ -126,7 +126,8 @@ const ERF_SERIES: [f32; ERF_TERMS] = {
             factorial *= n as f64;
         }
         let sign = if n % 2 == 0 { 1.0 } else { -1.0 };
-        out[n] = (sign * std::f64::consts::FRAC_2_SQRT_PI / (factorial * (2 * n + 1) as f64)) as f32;
+        out[n] =
+            (sign * std::f64::consts::FRAC_2_SQRT_PI / (factorial * (2 * n + 1) as f64)) as f32;
         n += 1;
     }
     out
@@ -184,10 +185,20 @@ mod tests {
             let ulp = (want as f32).to_bits().abs_diff(y.to_bits());
             assert!(ulp <= 2, "exp({x}) = {y}, want {want} ({ulp} ulp)");
         }
-        let mut special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 100.0, -100.0, 0.0];
+        let mut special = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            100.0,
+            -100.0,
+            0.0,
+        ];
         exp_in_place(&mut special);
         assert!(special[0].is_nan());
-        assert_eq!(&special[1..], &[f32::INFINITY, 0.0, f32::INFINITY, 0.0, 1.0]);
+        assert_eq!(
+            &special[1..],
+            &[f32::INFINITY, 0.0, f32::INFINITY, 0.0, 1.0]
+        );
     }
 
     #[test]
@@ -218,7 +229,10 @@ mod tests {
         for (&x, &y) in inputs.iter().zip(&xs) {
             let x = x as f64;
             let want = 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
-            assert!((y as f64 - want).abs() <= 2e-6 * (1.0 + want.abs()), "gelu({x}) = {y}, want {want}");
+            assert!(
+                (y as f64 - want).abs() <= 2e-6 * (1.0 + want.abs()),
+                "gelu({x}) = {y}, want {want}"
+            );
         }
     }
 }

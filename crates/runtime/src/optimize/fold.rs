@@ -59,9 +59,9 @@ fn bypass_identities(graph: &mut Graph) -> usize {
     if renames.is_empty() {
         return 0;
     }
-    graph
-        .nodes
-        .retain(|n| !(n.op_type == "Identity" && n.outputs.first().is_some_and(|o| renames.contains_key(o))));
+    graph.nodes.retain(|n| {
+        !(n.op_type == "Identity" && n.outputs.first().is_some_and(|o| renames.contains_key(o)))
+    });
     for node in &mut graph.nodes {
         for input in &mut node.inputs {
             if let Some(source) = renames.get(input) {
@@ -180,23 +180,14 @@ fn byte_size(t: &Tensor) -> usize {
 /// Nodes never folded: random generators (each run differs), nodes with subgraphs, and ops
 /// outside the default domain (the saved model must keep its meaning in any runtime).
 fn foldable(node: &Node) -> bool {
-    let has_subgraph = node
-        .attributes
-        .iter()
-        .any(|a| matches!(a.value, AttributeValue::Graph(_) | AttributeValue::Graphs(_)));
-    let standard = node.domain.is_empty() || node.domain == "ai.onnx";
-    standard
-        && !has_subgraph
-        && !node.inputs.is_empty()
-        && !matches!(
-            node.op_type.as_str(),
-            "RandomNormal"
-                | "RandomUniform"
-                | "RandomNormalLike"
-                | "RandomUniformLike"
-                | "Bernoulli"
-                | "Multinomial"
+    let has_subgraph = node.attributes.iter().any(|a| {
+        matches!(
+            a.value,
+            AttributeValue::Graph(_) | AttributeValue::Graphs(_)
         )
+    });
+    let standard = node.domain.is_empty() || node.domain == "ai.onnx";
+    standard && !has_subgraph && !node.inputs.is_empty() && !crate::plan::is_nondeterministic(node)
 }
 
 /// Runs one node on constant inputs in a throwaway one-node session. `None` when an output is
@@ -206,7 +197,12 @@ fn evaluate(
     node: &Node,
     inputs: &[(String, Tensor)],
 ) -> Result<Option<Vec<(String, Tensor)>>, RuntimeError> {
-    let outputs: Vec<String> = node.outputs.iter().filter(|n| !n.is_empty()).cloned().collect();
+    let outputs: Vec<String> = node
+        .outputs
+        .iter()
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
     let graph = Graph {
         name: "fold".into(),
         initializers: inputs.to_vec(),
@@ -285,9 +281,11 @@ fn remove_dead_nodes(graph: &mut Graph) -> usize {
     loop {
         let counts = use_counts(graph);
         let before = graph.nodes.len();
-        graph
-            .nodes
-            .retain(|n| n.outputs.iter().any(|o| !o.is_empty() && counts.contains_key(o)));
+        graph.nodes.retain(|n| {
+            n.outputs
+                .iter()
+                .any(|o| !o.is_empty() && counts.contains_key(o))
+        });
         let gone = before - graph.nodes.len();
         if gone == 0 {
             break;

@@ -38,7 +38,11 @@ pub(super) fn fuse(graph: &mut Graph) -> usize {
         replace.insert(
             f.last,
             Node {
-                name: if name.is_empty() { String::new() } else { format!("{name}_gelu") },
+                name: if name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{name}_gelu")
+                },
                 op_type: "Gelu".into(),
                 domain: "com.microsoft".into(),
                 inputs: vec![f.x],
@@ -108,7 +112,10 @@ fn match_gelu(
         return None;
     }
     let x = div_node.inputs[0].clone();
-    if !near(scalar_constant(graph, &div_node.inputs[1])?, std::f64::consts::SQRT_2) {
+    if !near(
+        scalar_constant(graph, &div_node.inputs[1])?,
+        std::f64::consts::SQRT_2,
+    ) {
         return None;
     }
     let erf_out = nodes[erf].outputs.first()?;
@@ -126,7 +133,10 @@ fn match_gelu(
     let mul_out = nodes[mul_x].outputs.first()?;
     let mul_half = only_reader(mul_out)?;
     if !is_onnx_op(&nodes[mul_half], "Mul")
-        || !near(scalar_constant(graph, &other(&nodes[mul_half], mul_out)?)?, 0.5)
+        || !near(
+            scalar_constant(graph, &other(&nodes[mul_half], mul_out)?)?,
+            0.5,
+        )
     {
         return None;
     }
@@ -154,10 +164,9 @@ fn scalar_constant(graph: &Graph, name: &str) -> Option<f64> {
     } else if let Some(t) = graph.initializer(name) {
         t
     } else {
-        let node = graph
-            .nodes
-            .iter()
-            .find(|n| is_onnx_op(n, "Constant") && n.outputs.first().map(String::as_str) == Some(name))?;
+        let node = graph.nodes.iter().find(|n| {
+            is_onnx_op(n, "Constant") && n.outputs.first().map(String::as_str) == Some(name)
+        })?;
         match &node.attribute("value")?.value {
             AttributeValue::Tensor(t) => t,
             _ => return None,
