@@ -14,6 +14,7 @@ mod inline;
 mod optimize;
 mod plan;
 mod session;
+mod threads;
 
 pub use error::RuntimeError;
 pub use optimize::{optimize_model, FoldCounts};

@@ -7,6 +7,7 @@ use std::path::Path;
 use runnx_ir::{Dim, Model, Value, ValueInfo, ValueType};
 
 use crate::plan::{GraphPlan, PlanContext, StepProfile};
+use crate::threads::Threads;
 use crate::RuntimeError;
 
 /// Graph optimization levels, as in onnxruntime.
@@ -34,7 +35,7 @@ pub struct SessionOptions {
 pub struct Session {
     model: Model,
     plan: GraphPlan,
-    pool: rayon::ThreadPool,
+    threads: Threads,
 }
 
 impl Session {
@@ -60,11 +61,7 @@ impl Session {
         } else {
             options.intra_op_threads
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("runnx-{i}"))
-            .build()
-            .map_err(|e| RuntimeError::Model(format!("cannot start {threads} threads: {e}")))?;
+        let threads = Threads::new(threads);
         let mut model = model;
         crate::optimize::optimize(&mut model, options.optimization_level);
         if let Some(path) = &options.optimized_model_path {
@@ -78,11 +75,17 @@ impl Session {
             functions: &model.functions,
             fold_constants: options.optimization_level >= OptimizationLevel::Basic,
         };
-        let plan = pool.install(|| GraphPlan::build(&model.graph, &ctx, &HashSet::new()))?;
+        let plan = threads
+            .run(|| GraphPlan::build(&model.graph, &ctx, &HashSet::new()))
+            .map_err(RuntimeError::Model)??;
         // The plan holds what it needs; keep metadata, signatures and initializers list for
         // inspection but not the node bodies twice.
         model.graph.nodes.clear();
-        Ok(Session { model, plan, pool })
+        Ok(Session {
+            model,
+            plan,
+            threads,
+        })
     }
 
     /// The inputs a caller feeds (graph inputs that are not initializers), in graph order.
@@ -100,7 +103,7 @@ impl Session {
     }
 
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.threads.count()
     }
 
     /// Runs the model. `feeds` name every input; `output_names` selects outputs (all when
@@ -181,8 +184,9 @@ impl Session {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        self.pool
-            .install(|| self.plan.execute(slots, &[], &wanted, profile))
+        self.threads
+            .run(|| self.plan.execute(slots, &[], &wanted, profile))
+            .map_err(RuntimeError::Model)?
     }
 }
 

@@ -3,18 +3,18 @@
 //!
 //! One entry point, [`gemm`], serves MatMul, Gemm, Conv (im2col) and ConvTranspose for every
 //! numeric element type:
-//! - `f32` goes to the `gemm` crate's packed kernels and `f64` to `matrixmultiply`'s (both pick
-//!   AVX-512/AVX2/FMA at run time). Their own threading is off: this module splits C into tiles
-//!   and runs them on the rayon pool the runtime installs, so GEMM never oversubscribes the
-//!   cores the other ops are using, and nested calls (one GEMM per batch item, each on a rayon
-//!   worker) just work.
+//! - `f32` goes to runnx-sgemm's packed kernels (AVX-512/AVX2/portable, chosen at run time),
+//!   which also take operands packed once at session creation ([`Lhs::Packed`],
+//!   [`Rhs::Packed`]: Conv filters, MatMul/Gemm weights). `f64` goes to `matrixmultiply`.
+//!   Neither threads on its own: this module splits C into tiles and runs them on the rayon pool
+//!   the runtime installs, so GEMM never oversubscribes the cores the other ops are using, and
+//!   nested calls (one GEMM per batch item, each on a rayon worker) just work.
 //! - Integer types use a portable row-by-row loop with wrapping arithmetic (NumPy semantics).
 //! - float16 and bfloat16 callers convert to f32, call this, and round back.
 //!
-//! Built to be replaced piece by piece: the operands are enums ([`Lhs`], [`Rhs`]) so that
-//! prepacked weights can become new variants, and the epilogue is applied per tile while the
-//! tile is hot in cache, which is where hand-written micro-kernels will later fuse it into their
-//! stores. Callers do not change when the backend does.
+//! The operands are enums ([`Lhs`], [`Rhs`]): unpacked, prepacked, or (B) produced block by
+//! block; the epilogue is applied per tile while the tile is hot in cache. Callers do not change
+//! when the backend does.
 //!
 //! Numerics: every output element is a sum of `k` products accumulated in the element type, in
 //! an order that depends on blocking; for floats the error is bounded by about `k·ε·Σ|a·b|`
@@ -153,28 +153,80 @@ fn check_extent(
     }
 }
 
-/// The left-hand operand A (`m x k`). Prepacked weights (Conv filters) will be a variant.
-#[derive(Clone, Copy, Debug)]
-pub enum Lhs<'a, T> {
+/// The left-hand operand A (`m x k`).
+pub enum Lhs<'a, T: GemmScalar> {
     Unpacked(MatRef<'a, T>),
+    /// Packed once with [`GemmScalar::pack_lhs`] (a constant Conv filter).
+    Packed(&'a T::PackedLhs),
 }
 
-/// The right-hand operand B (`k x n`). Prepacked weights (MatMul/Gemm constant B) will be a
-/// variant.
-#[derive(Clone, Copy)]
-pub enum Rhs<'a, T> {
+/// The right-hand operand B (`k x n`).
+pub enum Rhs<'a, T: GemmScalar> {
     Unpacked(MatRef<'a, T>),
+    /// Packed once with [`GemmScalar::pack_rhs`] (constant MatMul/Gemm weights).
+    Packed(&'a T::PackedRhs),
     /// Produced block by block on demand (Conv's im2col): never materialised whole, so each
     /// task's block stays in cache and building it runs in parallel with the products.
     Virtual(&'a dyn VirtualMatrix<T>),
 }
 
-impl<T> Rhs<'_, T> {
+// Derives would ask `T: Copy` of the packed types too; the variants only hold references.
+impl<T: GemmScalar> Clone for Lhs<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: GemmScalar> Copy for Lhs<'_, T> {}
+impl<T: GemmScalar> Clone for Rhs<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: GemmScalar> Copy for Rhs<'_, T> {}
+
+impl<T: GemmScalar> Lhs<'_, T> {
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Lhs::Unpacked(m) => (m.rows, m.cols),
+            Lhs::Packed(p) => p.shape(),
+        }
+    }
+}
+
+impl<T: GemmScalar> Rhs<'_, T> {
     fn shape(&self) -> (usize, usize) {
         match self {
             Rhs::Unpacked(m) => (m.rows, m.cols),
+            Rhs::Packed(p) => p.shape(),
             Rhs::Virtual(v) => (v.rows(), v.cols()),
         }
+    }
+}
+
+/// A matrix packed for a type's fast kernels.
+pub trait PackedMatrix: Send + Sync {
+    /// `(rows, cols)` of the matrix before packing.
+    fn shape(&self) -> (usize, usize);
+}
+
+/// The packed operand of a type that has no packed kernels: cannot be built.
+pub enum NoPacking {}
+
+impl PackedMatrix for NoPacking {
+    fn shape(&self) -> (usize, usize) {
+        match *self {}
+    }
+}
+
+impl PackedMatrix for runnx_sgemm::PackedA {
+    fn shape(&self) -> (usize, usize) {
+        (self.rows(), self.depth())
+    }
+}
+
+impl PackedMatrix for runnx_sgemm::PackedB {
+    fn shape(&self) -> (usize, usize) {
+        (self.depth(), self.cols())
     }
 }
 
@@ -260,8 +312,34 @@ impl<'a, T> Epilogue<'a, T> {
 pub trait GemmScalar: Copy + Send + Sync + PartialOrd + std::fmt::Debug + 'static {
     const ZERO: Self;
     const ONE: Self;
+    /// Constant operands packed for this type's fast kernels ([`NoPacking`] when it has none).
+    type PackedLhs: PackedMatrix;
+    type PackedRhs: PackedMatrix;
     fn add(self, other: Self) -> Self;
     fn mul(self, other: Self) -> Self;
+
+    /// Packs a constant A once; `None` when this type has no packed kernels.
+    fn pack_lhs(_a: MatRef<'_, Self>) -> Option<Self::PackedLhs> {
+        None
+    }
+
+    /// Packs a constant B once; `None` when this type has no packed kernels.
+    fn pack_rhs(_b: MatRef<'_, Self>) -> Option<Self::PackedRhs> {
+        None
+    }
+
+    /// Computes the whole product with this type's packed kernels (shapes already checked);
+    /// `false` when it has none and the generic tiles should run.
+    fn packed_gemm(
+        _alpha: Self,
+        _a: Lhs<'_, Self>,
+        _b: Rhs<'_, Self>,
+        _beta: Self,
+        _c: &mut MatMut<'_, Self>,
+        _epilogue: &Epilogue<'_, Self>,
+    ) -> bool {
+        false
+    }
 
     /// Computes one tile on the calling thread. The default is the portable loop.
     ///
@@ -326,48 +404,37 @@ unsafe fn portable_tile<T: GemmScalar>(t: &Tile<'_, T>) {
 impl GemmScalar for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    type PackedLhs = runnx_sgemm::PackedA;
+    type PackedRhs = runnx_sgemm::PackedB;
     fn add(self, other: Self) -> Self {
         self + other
     }
     fn mul(self, other: Self) -> Self {
         self * other
     }
-    /// The `gemm` crate's kernels: AVX-512, AVX2/FMA or portable, chosen at run time; on an
-    /// AVX-512 machine 1.1-1.4x faster than matrixmultiply's on conv-shaped products with few
-    /// columns (ResNet's last stages), and never slower on the others (measured).
-    unsafe fn tile_kernel(t: &Tile<'_, Self>) {
-        // SAFETY: the caller guarantees the strides stay inside `a`, `b` and the C tile
-        // (checked by `MatRef::new`/`MatMut::new`, and `isize`-sized). `gemm` computes
-        // `dst = alpha·dst + beta·lhs·rhs` and does not read dst when `read_dst` is false.
-        unsafe {
-            gemm::gemm(
-                t.m,
-                t.n,
-                t.k,
-                t.c,
-                1,
-                t.rsc as isize,
-                t.beta != 0.0,
-                t.a.as_ptr(),
-                t.csa as isize,
-                t.rsa as isize,
-                t.b.as_ptr(),
-                t.csb as isize,
-                t.rsb as isize,
-                t.beta,
-                t.alpha,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
-        }
+    fn pack_lhs(a: MatRef<'_, Self>) -> Option<Self::PackedLhs> {
+        Some(runnx_sgemm::PackedA::new(sgemm_view(a)))
+    }
+    fn pack_rhs(b: MatRef<'_, Self>) -> Option<Self::PackedRhs> {
+        Some(runnx_sgemm::PackedB::new(sgemm_view(b)))
+    }
+    fn packed_gemm(
+        alpha: Self,
+        a: Lhs<'_, Self>,
+        b: Rhs<'_, Self>,
+        beta: Self,
+        c: &mut MatMut<'_, Self>,
+        epilogue: &Epilogue<'_, Self>,
+    ) -> bool {
+        sgemm(alpha, a, b, beta, c, epilogue)
     }
 }
 
 impl GemmScalar for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    type PackedLhs = NoPacking;
+    type PackedRhs = NoPacking;
     fn add(self, other: Self) -> Self {
         self + other
     }
@@ -404,6 +471,8 @@ macro_rules! int_scalar {
         impl GemmScalar for $t {
             const ZERO: Self = 0;
             const ONE: Self = 1;
+            type PackedLhs = NoPacking;
+            type PackedRhs = NoPacking;
             fn add(self, other: Self) -> Self {
                 self.wrapping_add(other)
             }
@@ -429,8 +498,7 @@ pub fn gemm<T: GemmScalar>(
     c: MatMut<'_, T>,
     epilogue: &Epilogue<'_, T>,
 ) -> Result<(), OpError> {
-    let Lhs::Unpacked(a) = a;
-    let (m, k) = (a.rows, a.cols);
+    let (m, k) = a.shape();
     let (kb, n) = b.shape();
     if kb != k || c.rows != m || c.cols != n {
         return Err(OpError::invalid(format!(
@@ -465,11 +533,24 @@ pub fn gemm<T: GemmScalar>(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let mut c = c;
+    if T::packed_gemm(alpha, a, b, beta, &mut c, epilogue) {
+        return Ok(());
+    }
+    let unpackable = || OpError::invalid("gemm: a packed operand without packed kernels");
+    let Lhs::Unpacked(a) = a else {
+        return Err(unpackable());
+    };
+    let b = match b {
+        Rhs::Unpacked(b) => Source::Matrix(b),
+        Rhs::Virtual(v) => Source::Virtual(v),
+        Rhs::Packed(_) => return Err(unpackable()),
+    };
     if m == 1 || n == 1 {
         let materialised;
         let b = match b {
-            Rhs::Unpacked(b) => b,
-            Rhs::Virtual(v) => {
+            Source::Matrix(b) => b,
+            Source::Virtual(v) => {
                 materialised = materialise(v);
                 MatRef::row_major(&materialised, k, n)?
             }
@@ -480,8 +561,8 @@ pub fn gemm<T: GemmScalar>(
     let threads = rayon::current_num_threads();
     let materialised;
     let ((m_parts, n_parts), b) = match b {
-        Rhs::Unpacked(b) => (partition(m, n, k, threads), Source::Matrix(b)),
-        Rhs::Virtual(v) => match partition_virtual(m, n, k, threads) {
+        Source::Matrix(b) => (partition(m, n, k, threads), Source::Matrix(b)),
+        Source::Virtual(v) => match partition_virtual(m, n, k, threads) {
             // Splitting rows would make every part rebuild the same columns: build them once.
             (m_parts, _) if m_parts > 1 => {
                 materialised = materialise(v);
@@ -817,6 +898,151 @@ pub fn apply_activation<T: GemmScalar>(activation: Activation<T>, values: &mut [
             }
         }),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// f32: runnx-sgemm's packed kernels
+
+fn sgemm_view(m: MatRef<'_, f32>) -> runnx_sgemm::View<'_> {
+    runnx_sgemm::View {
+        data: m.data,
+        rows: m.rows,
+        cols: m.cols,
+        row_stride: m.row_stride,
+        col_stride: m.col_stride,
+    }
+}
+
+/// A virtual matrix as a block source for runnx-sgemm.
+struct SgemmSource<'a>(&'a dyn VirtualMatrix<f32>);
+
+impl runnx_sgemm::BlockSource for SgemmSource<'_> {
+    fn rows(&self) -> usize {
+        self.0.rows()
+    }
+    fn cols(&self) -> usize {
+        self.0.cols()
+    }
+    fn fill(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, out: &mut [f32]) {
+        self.0.fill(rows, cols, out)
+    }
+}
+
+/// The f32 product on runnx-sgemm, split into tasks by column blocks (or row blocks when C has
+/// few columns) at the kernel's panel boundaries. Returns `false` for an unpacked
+/// matrix-vector product, which `gemv_case` does without packing.
+fn sgemm(
+    alpha: f32,
+    a: Lhs<'_, f32>,
+    b: Rhs<'_, f32>,
+    beta: f32,
+    c: &mut MatMut<'_, f32>,
+    epilogue: &Epilogue<'_, f32>,
+) -> bool {
+    let (m, n, k) = (c.rows, c.cols, a.shape().1);
+    let any_packed = matches!(a, Lhs::Packed(_)) || matches!(b, Rhs::Packed(_));
+    if !any_packed && (m == 1 || n == 1) {
+        return false;
+    }
+    let source;
+    let lhs = match a {
+        Lhs::Packed(p) => runnx_sgemm::Lhs::Packed(p),
+        Lhs::Unpacked(v) => runnx_sgemm::Lhs::View(sgemm_view(v)),
+    };
+    let rhs = match b {
+        Rhs::Packed(p) => runnx_sgemm::Rhs::Packed(p),
+        Rhs::Unpacked(v) => runnx_sgemm::Rhs::View(sgemm_view(v)),
+        Rhs::Virtual(v) => {
+            source = SgemmSource(v);
+            runnx_sgemm::Rhs::Source(&source)
+        }
+    };
+    let kernel = runnx_sgemm::kernel();
+    let threads = rayon::current_num_threads();
+    let macs = m.saturating_mul(n).saturating_mul(k.max(1));
+    // Two tasks per thread even out uneven tiles; splitting columns keeps each task's B block
+    // (an im2col block) its own, splitting rows makes every task rebuild it.
+    let tasks = if threads > 1 && macs >= MIN_PARALLEL_MACS {
+        2 * threads
+    } else {
+        1
+    };
+    let (row_parts, col_parts) = if n.div_ceil(kernel.nr) >= tasks {
+        (1, tasks)
+    } else if m.div_ceil(kernel.mr) >= tasks {
+        (tasks, 1)
+    } else {
+        (1, 1)
+    };
+    let row_chunk = m.div_ceil(row_parts).div_ceil(kernel.mr) * kernel.mr;
+    let col_chunk = n.div_ceil(col_parts).div_ceil(kernel.nr) * kernel.nr;
+    let (ptr, rsc) = (SendPtr(c.data.as_mut_ptr()), c.row_stride);
+    let direct = alpha == 1.0 && (beta == 0.0 || beta == 1.0);
+    let task = |t: usize| {
+        let rows = (t / col_parts) * row_chunk..((t / col_parts + 1) * row_chunk).min(m);
+        let cols = (t % col_parts) * col_chunk..((t % col_parts + 1) * col_chunk).min(n);
+        if rows.is_empty() || cols.is_empty() {
+            return;
+        }
+        let ptr = ptr;
+        // SAFETY: the tile lies inside C (MatMut checked its extent) and tasks' tiles are
+        // disjoint.
+        let tile = unsafe { ptr.0.add(rows.start * rsc + cols.start) };
+        let row_of = |i: usize| {
+            // SAFETY: row i of this task's tile, not aliased while the slice lives.
+            unsafe { std::slice::from_raw_parts_mut(tile.add(i * rsc), cols.len()) }
+        };
+        if direct {
+            // SAFETY: as above; the block is this task's alone.
+            unsafe {
+                runnx_sgemm::gemm_raw(
+                    kernel,
+                    lhs,
+                    rhs,
+                    rows.clone(),
+                    cols.clone(),
+                    tile,
+                    rsc,
+                    beta == 1.0,
+                )
+            };
+        } else {
+            let mut product = vec![0f32; rows.len() * cols.len()];
+            runnx_sgemm::gemm_with(
+                kernel,
+                lhs,
+                rhs,
+                rows.clone(),
+                cols.clone(),
+                runnx_sgemm::Output {
+                    data: &mut product,
+                    row_stride: cols.len(),
+                },
+                false,
+            );
+            for (i, p) in product.chunks_exact(cols.len()).enumerate() {
+                for (v, &p) in row_of(i).iter_mut().zip(p) {
+                    *v = if beta == 0.0 {
+                        alpha * p
+                    } else {
+                        alpha * p + beta * *v
+                    };
+                }
+            }
+        }
+        if !epilogue.is_identity() {
+            for i in 0..rows.len() {
+                apply_epilogue(epilogue, row_of(i), rows.start + i, cols.clone());
+            }
+        }
+    };
+    let count = row_parts * col_parts;
+    if count > 1 {
+        (0..count).into_par_iter().for_each(task);
+    } else {
+        task(0);
+    }
+    true
 }
 
 #[cfg(test)]

@@ -582,9 +582,11 @@ impl<T> ConvPost<'_, T> {
 /// `Y = conv(X, W) + B` for `T` (f32, f64, or i32 for ConvInteger), then `post`; `x` is
 /// `[N, C, in...]`, `w` `[M, C/group, k...]`, `bias` `[M]`. Returns `[N, M, out...]` in
 /// row-major order.
+/// `packed`, when given, is `w` packed per group ([`pack_filter`]).
 fn conv_forward<T: GemmScalar>(
     x: &[T],
     w: &[T],
+    packed: Option<&[T::PackedLhs]>,
     bias: Option<&[T]>,
     dims: &ConvDims,
     window: &Window,
@@ -654,30 +656,20 @@ fn conv_forward<T: GemmScalar>(
             return Ok(());
         }
         let out = MatMut::row_major(y_g, mg, out_plane)?;
+        let w_g = match packed {
+            Some(packed) => Lhs::Packed(&packed[g]),
+            None => Lhs::Unpacked(w_g),
+        };
         if pointwise {
             let x_g = MatRef::row_major(x_g, cg, in_plane)?;
-            gemm(
-                T::ONE,
-                Lhs::Unpacked(w_g),
-                Rhs::Unpacked(x_g),
-                T::ZERO,
-                out,
-                &epilogue,
-            )
+            gemm(T::ONE, w_g, Rhs::Unpacked(x_g), T::ZERO, out, &epilogue)
         } else {
             let col = Im2Col {
                 x: x_g,
                 channels: cg,
                 sampling: &sampling,
             };
-            gemm(
-                T::ONE,
-                Lhs::Unpacked(w_g),
-                Rhs::Virtual(&col),
-                T::ZERO,
-                out,
-                &epilogue,
-            )
+            gemm(T::ONE, w_g, Rhs::Virtual(&col), T::ZERO, out, &epilogue)
         }
     };
     if dims.batch * dims.group > 1 && y.len() * k_dim.max(1) >= PARALLEL_ELEMENTS {
@@ -697,6 +689,44 @@ struct Conv {
     group: usize,
     /// The filter in the compute type, when it is a constant.
     filter: Option<Tensor>,
+    /// A constant f32 filter packed for the GEMM kernels, one matrix per group.
+    packed: Option<Vec<<f32 as GemmScalar>::PackedLhs>>,
+}
+
+impl Conv {
+    fn new(info: &NodeInfo) -> Result<Conv, OpError> {
+        let group = parse_group(info)?;
+        let filter = prepare_filter(info.constant(1))?;
+        let packed = filter.as_ref().and_then(|w| pack_filter(w, group));
+        Ok(Conv {
+            window: WindowAttrs::parse(info)?,
+            group,
+            filter,
+            packed,
+        })
+    }
+}
+
+/// An f32 filter `[M, C/group, k...]` packed as `group` GEMM left operands `[M/group, C/group·k]`;
+/// `None` for other types, a depthwise filter (which does not use GEMM) or a malformed shape
+/// (reported when the node runs).
+fn pack_filter(w: &Tensor, group: usize) -> Option<Vec<<f32 as GemmScalar>::PackedLhs>> {
+    let data = w.as_slice::<f32>().ok()?;
+    let (&m, rest) = w.shape().split_first()?;
+    let k_dim: usize = rest.iter().product();
+    if group == 0 || m % group != 0 || data.len() != m * k_dim || k_dim == 0 {
+        return None;
+    }
+    let mg = m / group;
+    if rest.first() == Some(&1) && mg <= DEPTHWISE_MAX_OUTPUTS {
+        return None;
+    }
+    (0..group)
+        .map(|g| {
+            let w_g = MatRef::row_major(&data[g * mg * k_dim..][..mg * k_dim], mg, k_dim).ok()?;
+            f32::pack_lhs(w_g)
+        })
+        .collect()
 }
 
 /// A constant filter converted to the type the op computes in (f32 for float16/bfloat16).
@@ -711,11 +741,7 @@ fn prepare_filter(w: Option<&Tensor>) -> Result<Option<Tensor>, OpError> {
 }
 
 fn build_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
-    Ok(Box::new(Conv {
-        window: WindowAttrs::parse(info)?,
-        group: parse_group(info)?,
-        filter: prepare_filter(info.constant(1))?,
-    }))
+    Ok(Box::new(Conv::new(info)?))
 }
 
 impl Conv {
@@ -728,6 +754,7 @@ impl Conv {
         b: Option<&Tensor>,
         z: Option<&Tensor>,
         activation: FusedActivation,
+        packed: Option<&[R::PackedLhs]>,
     ) -> Result<Tensor, OpError> {
         let dims = ConvDims::new(x.shape(), w.shape(), self.group, false)?;
         let kernel = self.window.kernel(Some(&w.shape()[2..]))?;
@@ -761,6 +788,7 @@ impl Conv {
         let mut y = conv_forward(
             &R::read(x, 0)?,
             &R::read(filter, 1)?,
+            packed,
             bias.as_deref(),
             &dims,
             &window,
@@ -802,8 +830,8 @@ fn run_conv(
         }
     }
     let y = match FloatKind::of(x.dtype(), 0)? {
-        FloatKind::F32 => conv.run_as::<f32>(x, w, b, z, activation)?,
-        FloatKind::F64 => conv.run_as::<f64>(x, w, b, z, activation)?,
+        FloatKind::F32 => conv.run_as::<f32>(x, w, b, z, activation, conv.packed.as_deref())?,
+        FloatKind::F64 => conv.run_as::<f64>(x, w, b, z, activation, None)?,
     };
     Ok(vec![y.into()])
 }
@@ -908,11 +936,7 @@ struct FusedConv {
 
 fn build_fused_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
     Ok(Box::new(FusedConv {
-        conv: Conv {
-            window: WindowAttrs::parse(info)?,
-            group: parse_group(info)?,
-            filter: prepare_filter(info.constant(1))?,
-        },
+        conv: Conv::new(info)?,
         activation: FusedActivation::parse(info)?,
     }))
 }
@@ -1175,7 +1199,7 @@ impl IntegerConv {
         }
         let kernel = self.window.kernel(Some(&w_shape[2..]))?;
         let window = self.window.resolve(&x_shape[2..], &kernel, false)?;
-        let y = conv_forward(x, w, bias, &dims, &window, &ConvPost::none())?;
+        let y = conv_forward(x, w, None, bias, &dims, &window, &ConvPost::none())?;
         let mut shape = vec![dims.batch, dims.out_channels];
         shape.extend_from_slice(&window.output);
         Ok((shape, y))
@@ -1648,7 +1672,7 @@ mod tests {
             let win = a.resolve(&xs[2..], &ws[2..], false).unwrap();
             let dims = ConvDims::new(xs, ws, group, false).unwrap();
             let got = pool
-                .install(|| conv_forward(&x, &w, None, &dims, &win, &ConvPost::none()))
+                .install(|| conv_forward(&x, &w, None, None, &dims, &win, &ConvPost::none()))
                 .unwrap();
             let want = reference_conv(&x, xs, &w, ws, group, &win);
             assert_eq!(got, want, "{xs:?} {ws:?}");
@@ -1711,6 +1735,7 @@ mod tests {
         let y = conv_forward(
             &x,
             &w,
+            None,
             None,
             &ConvDims::new(&xs, &ws, 1, false).unwrap(),
             &win,

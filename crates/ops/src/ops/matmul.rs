@@ -90,6 +90,16 @@ impl MatMulPlan {
 
     /// Computes every output matrix.
     pub(crate) fn run<T: GemmScalar>(&self, a: &[T], b: &[T]) -> Result<Vec<T>, OpError> {
+        self.run_packed(a, b, None)
+    }
+
+    /// As [`MatMulPlan::run`]; `packed`, when given, is a 2-D `b` packed once.
+    fn run_packed<T: GemmScalar>(
+        &self,
+        a: &[T],
+        b: &[T],
+        packed: Option<&T::PackedRhs>,
+    ) -> Result<Vec<T>, OpError> {
         let (m, k, n) = (self.m, self.k, self.n);
         let mut out = vec![T::ZERO; self.batch() * m * n];
         if out.is_empty() {
@@ -97,7 +107,13 @@ impl MatMulPlan {
         }
         if self.fold_batch {
             let rows = self.batch() * m;
-            return multiply(&a[..rows * k], rows, k, b, n, &mut out).map(|()| out);
+            let a = Lhs::Unpacked(MatRef::row_major(&a[..rows * k], rows, k)?);
+            let b = match packed {
+                Some(p) => Rhs::Packed(p),
+                None => Rhs::Unpacked(MatRef::row_major(b, k, n)?),
+            };
+            let c = MatMut::row_major(&mut out, rows, n)?;
+            return gemm(T::ONE, a, b, T::ZERO, c, &Epilogue::none()).map(|()| out);
         }
         let one = |(i, c): (usize, &mut [T])| {
             let a = &a[self.a_index[i] * m * k..][..m * k];
@@ -194,11 +210,29 @@ fn broadcast_index(out: &[usize], dims: &[usize]) -> Vec<usize> {
 }
 
 /// ONNX `MatMul`, opsets 1, 9 (integer types) and 13 (bfloat16): NumPy `matmul`. float16 and
-/// bfloat16 are computed in f32 and rounded once at the end; integers wrap on overflow.
-struct MatMul;
+/// bfloat16 are computed in f32 and rounded once at the end; integers wrap on overflow. A
+/// constant 2-D f32 B (a weight) is packed once, when the session is built.
+struct MatMul {
+    packed_b: Option<<f32 as GemmScalar>::PackedRhs>,
+}
 
-fn build_matmul(_info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
-    Ok(Box::new(MatMul))
+fn build_matmul(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(MatMul {
+        packed_b: info.constant(1).and_then(pack_weight),
+    }))
+}
+
+/// A constant 2-D f32 right operand packed for the GEMM kernels (`transpose`: its transpose).
+fn pack_weight_as(b: &Tensor, transpose: bool) -> Option<<f32 as GemmScalar>::PackedRhs> {
+    let (&[rows, cols], Ok(data)) = (b.shape(), b.as_slice::<f32>()) else {
+        return None;
+    };
+    let view = MatRef::row_major(data, rows, cols).ok()?;
+    f32::pack_rhs(if transpose { view.t() } else { view })
+}
+
+fn pack_weight(b: &Tensor) -> Option<<f32 as GemmScalar>::PackedRhs> {
+    pack_weight_as(b, false)
 }
 
 /// The product of two tensors of type `T`.
@@ -206,11 +240,12 @@ fn matmul_typed<T: GemmScalar + Element>(
     plan: &MatMulPlan,
     a: &Tensor,
     b: &Tensor,
+    packed_b: Option<&T::PackedRhs>,
 ) -> Result<TensorData, OpError> {
     let b = b
         .as_slice::<T>()
         .map_err(|_| OpError::input(1, format!("expected {}, got {}", T::DTYPE, b.dtype())))?;
-    Ok(T::wrap(plan.run(a.as_slice::<T>()?, b)?))
+    Ok(T::wrap(plan.run_packed(a.as_slice::<T>()?, b, packed_b)?))
 }
 
 /// The product of two float16/bfloat16 tensors, computed in f32.
@@ -230,12 +265,12 @@ impl Kernel for MatMul {
         let (a, b) = (inputs.tensor(0)?, inputs.tensor(1)?);
         let plan = MatMulPlan::new(a.shape(), b.shape())?;
         let data = match a.dtype() {
-            DataType::Float => matmul_typed::<f32>(&plan, a, b)?,
-            DataType::Double => matmul_typed::<f64>(&plan, a, b)?,
-            DataType::Int32 => matmul_typed::<i32>(&plan, a, b)?,
-            DataType::Int64 => matmul_typed::<i64>(&plan, a, b)?,
-            DataType::Uint32 => matmul_typed::<u32>(&plan, a, b)?,
-            DataType::Uint64 => matmul_typed::<u64>(&plan, a, b)?,
+            DataType::Float => matmul_typed::<f32>(&plan, a, b, self.packed_b.as_ref())?,
+            DataType::Double => matmul_typed::<f64>(&plan, a, b, None)?,
+            DataType::Int32 => matmul_typed::<i32>(&plan, a, b, None)?,
+            DataType::Int64 => matmul_typed::<i64>(&plan, a, b, None)?,
+            DataType::Uint32 => matmul_typed::<u32>(&plan, a, b, None)?,
+            DataType::Uint64 => matmul_typed::<u64>(&plan, a, b, None)?,
             DataType::Float16 | DataType::Bfloat16 => matmul_via_f32(&plan, a, b)?,
             other => {
                 return Err(OpError::input(
@@ -257,6 +292,8 @@ struct Gemm {
     beta: f32,
     trans_a: bool,
     trans_b: bool,
+    /// A constant f32 B', packed once.
+    packed_b: Option<<f32 as GemmScalar>::PackedRhs>,
 }
 
 fn build_gemm(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
@@ -267,11 +304,13 @@ fn build_gemm(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
         // Parsed for validation only; see the doc comment.
         info.attr_int("broadcast", 0)?;
     }
+    let trans_b = info.attr_int("transB", 0)? != 0;
     Ok(Box::new(Gemm {
         alpha: info.attr_float("alpha", 1.0)?,
         beta: info.attr_float("beta", 1.0)?,
         trans_a: info.attr_int("transA", 0)? != 0,
-        trans_b: info.attr_int("transB", 0)? != 0,
+        trans_b,
+        packed_b: info.constant(1).and_then(|b| pack_weight_as(b, trans_b)),
     }))
 }
 
@@ -332,6 +371,7 @@ impl Gemm {
         b: &[T],
         b_shape: &[usize],
         c: Option<(&[T], &[usize])>,
+        packed_b: Option<&T::PackedRhs>,
     ) -> Result<(Vec<T>, [usize; 2]), OpError> {
         let (&[ar, ac], &[br, bc]) = (a_shape, b_shape) else {
             return Err(OpError::invalid(format!(
@@ -381,7 +421,10 @@ impl Gemm {
         gemm(
             alpha,
             Lhs::Unpacked(a),
-            Rhs::Unpacked(b),
+            match packed_b {
+                Some(p) => Rhs::Packed(p),
+                None => Rhs::Unpacked(b),
+            },
             beta,
             MatMut::row_major(&mut out, m, n)?,
             &Epilogue::with_bias(bias),
@@ -394,6 +437,7 @@ impl Gemm {
         a: &Tensor,
         b: &Tensor,
         c: Option<&Tensor>,
+        packed_b: Option<&T::PackedRhs>,
     ) -> Result<Tensor, OpError> {
         let c = match c {
             Some(c) => Some((slice_of::<T>(c, 2)?, c.shape())),
@@ -405,6 +449,7 @@ impl Gemm {
             slice_of::<T>(b, 1)?,
             b.shape(),
             c,
+            packed_b,
         )?;
         Ok(Tensor::from_vec(shape, out)?)
     }
@@ -418,6 +463,7 @@ impl Gemm {
             &f32::read(b, 1)?,
             b.shape(),
             c,
+            None,
         )?;
         f32::to_tensor(out, a.dtype(), &shape)
     }
@@ -432,12 +478,12 @@ impl Kernel for Gemm {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let (a, b, c) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.opt_tensor(2)?);
         let y = match a.dtype() {
-            DataType::Float => self.typed::<f32>(a, b, c)?,
-            DataType::Double => self.typed::<f64>(a, b, c)?,
-            DataType::Int32 => self.typed::<i32>(a, b, c)?,
-            DataType::Int64 => self.typed::<i64>(a, b, c)?,
-            DataType::Uint32 => self.typed::<u32>(a, b, c)?,
-            DataType::Uint64 => self.typed::<u64>(a, b, c)?,
+            DataType::Float => self.typed::<f32>(a, b, c, self.packed_b.as_ref())?,
+            DataType::Double => self.typed::<f64>(a, b, c, None)?,
+            DataType::Int32 => self.typed::<i32>(a, b, c, None)?,
+            DataType::Int64 => self.typed::<i64>(a, b, c, None)?,
+            DataType::Uint32 => self.typed::<u32>(a, b, c, None)?,
+            DataType::Uint64 => self.typed::<u64>(a, b, c, None)?,
             DataType::Float16 | DataType::Bfloat16 => self.via_f32(a, b, c)?,
             other => return Err(OpError::input(0, format!("Gemm does not support {other}"))),
         };
@@ -572,6 +618,7 @@ mod tests {
             beta: 0.5,
             trans_a: true,
             trans_b: false,
+            packed_b: None,
         };
         // A' = [[1, 2]] from A = [[1], [2]]; B = [[1, 2], [3, 4]]; C = [[10], ] per row.
         let (out, shape) = g
@@ -581,6 +628,7 @@ mod tests {
                 &[1.0, 2.0, 3.0, 4.0],
                 &[2, 2],
                 Some((&[10.0], &[1, 1])),
+                None,
             )
             .unwrap();
         assert_eq!(shape, [1, 2]);
@@ -590,6 +638,7 @@ mod tests {
             beta: 1.0,
             trans_a: false,
             trans_b: true,
+            packed_b: None,
         };
         let (out, _) = g
             .compute(
@@ -598,6 +647,7 @@ mod tests {
                 &[1, 0, 0, 1],
                 &[2, 2],
                 Some((&[100, 200], &[2, 1])),
+                None,
             )
             .unwrap();
         assert_eq!(out, vec![101, 102, 203, 204]);
@@ -607,7 +657,8 @@ mod tests {
                 &[2, 2],
                 &[1, 0, 0, 1],
                 &[2, 2],
-                Some((&[1, 2, 3], &[3]))
+                Some((&[1, 2, 3], &[3])),
+                None,
             )
             .is_err());
         let g = Gemm {
@@ -615,8 +666,11 @@ mod tests {
             beta: 1.0,
             trans_a: false,
             trans_b: false,
+            packed_b: None,
         };
-        assert!(g.compute(&[1i64], &[1, 1], &[1], &[1, 1], None).is_err());
+        assert!(g
+            .compute(&[1i64], &[1, 1], &[1], &[1, 1], None, None)
+            .is_err());
     }
 
     #[test]

@@ -1,0 +1,550 @@
+//! Single-precision matrix multiplication, `C = A·B` or `C += A·B`, on packed panels.
+//!
+//! The layout is the classic one of BLIS and MLAS, in row-major terms:
+//! - B (`k x n`) is packed into panels of `NR` columns: for each k, `NR` consecutive values, so
+//!   the micro-kernel loads one or two whole vectors per k.
+//! - A (`m x k`) is packed into panels of `MR` rows: for each k, `MR` consecutive values, each
+//!   broadcast against the B vectors.
+//! - The micro-kernel keeps an `MR x NR` tile of C in registers for the whole k loop.
+//!
+//! K is cut into blocks of [`KC`] so that one A panel (`MR x KC`) stays in L1 while the kernel
+//! walks a block of B panels (`KC x NC`) held in L2. Constant operands (weights) are packed once
+//! with [`PackedA::new`] or [`PackedB::new`]; the others are packed per call into thread-local
+//! scratch, or produced block by block by a [`BlockSource`] (Conv's im2col).
+//!
+//! This crate computes one block of C on the calling thread; splitting C across threads and
+//! applying bias/activation epilogues is the caller's job (runnx-ops' `kernels::gemm`).
+//!
+//! Numerics: each output is a sum of `k` products accumulated in f32 with fused multiply-adds,
+//! in k order within a block and block by block, so the error is bounded by about `k·ε·Σ|a·b|`
+//! (ε = 2⁻²⁴), as for any f32 dot product.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+mod kernels;
+
+pub use kernels::Kernel;
+
+/// Depth of one K block: an A panel (`MR x KC` floats) fits in L1 beside a few B panels.
+pub const KC: usize = 256;
+/// Width of one block of packed B (`KC x NC` floats, 384 KiB), sized for L2.
+const NC: usize = 384;
+
+/// The fastest kernel this CPU supports, chosen once.
+pub fn kernel() -> &'static Kernel {
+    static CHOSEN: OnceLock<&'static Kernel> = OnceLock::new();
+    CHOSEN.get_or_init(|| *kernels::supported().first().expect("portable kernel"))
+}
+
+/// Every kernel this CPU supports, fastest first (tests run them all).
+pub fn supported_kernels() -> Vec<&'static Kernel> {
+    kernels::supported()
+}
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl View<'_> {
+    /// Whether every addressed element lies inside `data`.
+    pub fn fits(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((self.cols - 1).checked_mul(self.col_stride))
+            .and_then(|(r, c)| r.checked_add(c));
+        last.is_some_and(|l| l < self.data.len())
+    }
+
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+}
+
+/// A matrix produced on demand, a block at a time (Conv's im2col).
+pub trait BlockSource: Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Writes the block `rows x cols` into `out`, row-major (exactly `rows.len() · cols.len()`).
+    fn fill(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]);
+}
+
+/// A vector of f32 whose first element is 64-byte aligned (one cache line, one AVX-512 vector).
+#[derive(Clone, Default)]
+struct AlignedBuf {
+    storage: Vec<f32>,
+    offset: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn zeroed(len: usize) -> AlignedBuf {
+        let mut buf = AlignedBuf::default();
+        buf.resize(len);
+        buf
+    }
+
+    /// Makes room for `len` elements; contents are unspecified afterwards.
+    fn resize(&mut self, len: usize) {
+        if self.storage.len() < len + 16 {
+            self.storage = vec![0.0; len + 16];
+            let misalign = (self.storage.as_ptr() as usize / 4) % 16;
+            self.offset = (16 - misalign) % 16;
+        }
+        self.len = len;
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        &self.storage[self.offset..self.offset + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.storage[self.offset..self.offset + self.len]
+    }
+}
+
+fn ceil_to(x: usize, multiple: usize) -> usize {
+    x.div_ceil(multiple) * multiple
+}
+
+/// The K blocks of a depth-`k` product: `(block index, range)`.
+fn k_blocks(k: usize) -> impl Iterator<Item = (usize, Range<usize>)> {
+    (0..k.div_ceil(KC)).map(move |q| (q, q * KC..((q + 1) * KC).min(k)))
+}
+
+/// Packs rows `rows` and depths `depth` of `a` into `out` as `MR`-row panels, zero-padding the
+/// last panel: element `(i, p)` of the block goes to `out[(i / mr)·mr·kc + p·mr + i % mr]`.
+fn pack_a_block(a: &View, rows: Range<usize>, depth: Range<usize>, mr: usize, out: &mut [f32]) {
+    let kc = depth.len();
+    for (panel, first) in rows.clone().step_by(mr).enumerate() {
+        let dst = &mut out[panel * mr * kc..(panel + 1) * mr * kc];
+        let height = mr.min(rows.end - first);
+        if a.col_stride == 1 {
+            for r in 0..height {
+                let src = &a.data[(first + r) * a.row_stride + depth.start..][..kc];
+                for (p, &v) in src.iter().enumerate() {
+                    dst[p * mr + r] = v;
+                }
+            }
+        } else {
+            for (p, d) in depth.clone().enumerate() {
+                for r in 0..height {
+                    dst[p * mr + r] = a.at(first + r, d);
+                }
+            }
+        }
+        if height < mr {
+            for p in 0..kc {
+                dst[p * mr + height..(p + 1) * mr].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Packs depths `depth` and columns `cols` of `b` as `NR`-column panels, zero-padding the last:
+/// element `(p, j)` of the block goes to `out[(j / nr)·nr·kc + p·nr + j % nr]`.
+fn pack_b_block(b: &View, depth: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [f32]) {
+    let kc = depth.len();
+    for (panel, first) in cols.clone().step_by(nr).enumerate() {
+        let dst = &mut out[panel * nr * kc..(panel + 1) * nr * kc];
+        let width = nr.min(cols.end - first);
+        for (p, d) in depth.clone().enumerate() {
+            let row = &mut dst[p * nr..(p + 1) * nr];
+            if b.col_stride == 1 {
+                row[..width].copy_from_slice(&b.data[d * b.row_stride + first..][..width]);
+            } else {
+                for (j, v) in row[..width].iter_mut().enumerate() {
+                    *v = b.at(d, first + j);
+                }
+            }
+            row[width..].fill(0.0);
+        }
+    }
+}
+
+/// A (`m x k`) packed once, for a constant left operand (Conv filters).
+#[derive(Clone)]
+pub struct PackedA {
+    rows: usize,
+    depth: usize,
+    mr: usize,
+    data: AlignedBuf,
+}
+
+impl PackedA {
+    /// Packs `a` for the kernel [`kernel`] returns.
+    pub fn new(a: View) -> PackedA {
+        Self::for_kernel(a, kernel())
+    }
+
+    pub fn for_kernel(a: View, kernel: &Kernel) -> PackedA {
+        assert!(a.fits(), "PackedA: view outside its data");
+        let mr = kernel.mr;
+        let padded = ceil_to(a.rows, mr);
+        let mut data = AlignedBuf::zeroed(padded * a.cols);
+        for (q, depth) in k_blocks(a.cols) {
+            let start = q * KC * padded;
+            let block = &mut data.as_mut_slice()[start..start + padded * depth.len()];
+            pack_a_block(&a, 0..a.rows, depth, mr, block);
+        }
+        PackedA {
+            rows: a.rows,
+            depth: a.cols,
+            mr,
+            data,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Bytes held.
+    pub fn size_bytes(&self) -> usize {
+        self.data.len * 4
+    }
+
+    /// The panel holding row `row` (a multiple of MR) in K block `q`.
+    fn panel(&self, q: usize, row: usize) -> &[f32] {
+        let kc = KC.min(self.depth - q * KC);
+        let start = q * KC * ceil_to(self.rows, self.mr) + row * kc;
+        &self.data.as_slice()[start..start + self.mr * kc]
+    }
+}
+
+/// B (`k x n`) packed once, for a constant right operand (MatMul/Gemm weights).
+#[derive(Clone)]
+pub struct PackedB {
+    depth: usize,
+    cols: usize,
+    nr: usize,
+    data: AlignedBuf,
+}
+
+impl PackedB {
+    /// Packs `b` for the kernel [`kernel`] returns.
+    pub fn new(b: View) -> PackedB {
+        Self::for_kernel(b, kernel())
+    }
+
+    pub fn for_kernel(b: View, kernel: &Kernel) -> PackedB {
+        assert!(b.fits(), "PackedB: view outside its data");
+        let nr = kernel.nr;
+        let padded = ceil_to(b.cols, nr);
+        let mut data = AlignedBuf::zeroed(padded * b.rows);
+        for (q, depth) in k_blocks(b.rows) {
+            let start = q * KC * padded;
+            let block = &mut data.as_mut_slice()[start..start + padded * depth.len()];
+            pack_b_block(&b, depth, 0..b.cols, nr, block);
+        }
+        PackedB {
+            depth: b.rows,
+            cols: b.cols,
+            nr,
+            data,
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.data.len * 4
+    }
+
+    /// The panels from column `col` (a multiple of NR) on, in K block `q`.
+    fn panels_from(&self, q: usize, col: usize) -> &[f32] {
+        let kc = KC.min(self.depth - q * KC);
+        let start = q * KC * ceil_to(self.cols, self.nr) + col * kc;
+        let end = q * KC * ceil_to(self.cols, self.nr) + ceil_to(self.cols, self.nr) * kc;
+        &self.data.as_slice()[start..end]
+    }
+}
+
+/// The left operand of [`gemm`].
+#[derive(Clone, Copy)]
+pub enum Lhs<'a> {
+    Packed(&'a PackedA),
+    View(View<'a>),
+}
+
+/// The right operand of [`gemm`].
+#[derive(Clone, Copy)]
+pub enum Rhs<'a> {
+    Packed(&'a PackedB),
+    View(View<'a>),
+    Source(&'a dyn BlockSource),
+}
+
+impl Lhs<'_> {
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Lhs::Packed(p) => (p.rows, p.depth),
+            Lhs::View(v) => (v.rows, v.cols),
+        }
+    }
+}
+
+impl Rhs<'_> {
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Rhs::Packed(p) => (p.depth, p.cols),
+            Rhs::View(v) => (v.rows, v.cols),
+            Rhs::Source(s) => (s.rows(), s.cols()),
+        }
+    }
+}
+
+/// Per-thread packing buffers, reused across calls.
+#[derive(Default)]
+struct Scratch {
+    a: AlignedBuf,
+    b: AlignedBuf,
+    source: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Where the product goes: rows of `C` are `row_stride` apart.
+pub struct Output<'a> {
+    pub data: &'a mut [f32],
+    pub row_stride: usize,
+}
+
+/// Computes the block `rows x cols` of `C = A·B` (or `C += A·B` with `accumulate`) on the
+/// calling thread, with the fastest kernel. `out` holds that block only: its element `(0, 0)` is
+/// C's `(rows.start, cols.start)`.
+///
+/// Packed operands must have been packed for [`kernel`], a packed A's `rows.start` must be a
+/// multiple of its panel height and a packed B's `cols.start` of its panel width; otherwise, or
+/// when shapes or `out` do not fit, this panics (callers validate user input before).
+pub fn gemm(a: Lhs, b: Rhs, rows: Range<usize>, cols: Range<usize>, out: Output, accumulate: bool) {
+    gemm_with(kernel(), a, b, rows, cols, out, accumulate)
+}
+
+/// [`gemm`] with a given kernel (tests compare every supported kernel).
+pub fn gemm_with(
+    kernel: &Kernel,
+    a: Lhs,
+    b: Rhs,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: Output,
+    accumulate: bool,
+) {
+    let rsc = out.row_stride;
+    if !rows.is_empty() && !cols.is_empty() {
+        assert!(
+            rsc >= cols.len() && out.data.len() >= (rows.len() - 1) * rsc + cols.len(),
+            "gemm: output too small"
+        );
+    }
+    // SAFETY: `out` covers the block (checked above) and is borrowed exclusively.
+    unsafe {
+        gemm_raw(
+            kernel,
+            a,
+            b,
+            rows,
+            cols,
+            out.data.as_mut_ptr(),
+            rsc,
+            accumulate,
+        )
+    }
+}
+
+/// [`gemm_with`] into a raw block of C, for callers whose threads write disjoint blocks of one
+/// matrix (a `&mut` slice per block would overlap).
+///
+/// # Safety
+/// `c` must address `rows.len()` rows of `cols.len()` writable floats, `rsc` apart, that nothing
+/// else reads or writes during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_raw(
+    kernel: &Kernel,
+    a: Lhs,
+    b: Rhs,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    c: *mut f32,
+    rsc: usize,
+    accumulate: bool,
+) {
+    let (m, k) = a.shape();
+    let (kb, n) = b.shape();
+    assert_eq!(k, kb, "gemm: inner dimensions differ");
+    assert!(rows.start <= rows.end && rows.end <= m && cols.start <= cols.end && cols.end <= n);
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    if let Lhs::Packed(p) = a {
+        assert!(
+            p.mr == mr && rows.start % mr == 0,
+            "gemm: packed A does not fit"
+        );
+    }
+    if let Rhs::Packed(p) = b {
+        assert!(
+            p.nr == nr && cols.start % nr == 0,
+            "gemm: packed B does not fit"
+        );
+    }
+    if let Lhs::View(v) = a {
+        assert!(v.fits(), "gemm: A outside its data");
+    }
+    if let Rhs::View(v) = b {
+        assert!(v.fits(), "gemm: B outside its data");
+    }
+    if rows.is_empty() || cols.is_empty() {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..rows.len() {
+                // SAFETY: row r of the block (the caller's contract).
+                unsafe { std::slice::from_raw_parts_mut(c.add(r * rsc), cols.len()) }.fill(0.0);
+            }
+        }
+        return;
+    }
+    SCRATCH.with(|scratch| {
+        let mut guard = scratch.try_borrow_mut();
+        let mut fallback = Scratch::default();
+        let scratch = match guard.as_deref_mut() {
+            Ok(s) => s,
+            Err(_) => &mut fallback,
+        };
+        for (q, depth) in k_blocks(k) {
+            let kc = depth.len();
+            let acc = accumulate || q > 0;
+            if let Lhs::View(v) = a {
+                scratch.a.resize(ceil_to(rows.len(), mr) * kc);
+                pack_a_block(
+                    &v,
+                    rows.clone(),
+                    depth.clone(),
+                    mr,
+                    scratch.a.as_mut_slice(),
+                );
+            }
+            for block_start in cols.clone().step_by(NC) {
+                let block = block_start..(block_start + NC).min(cols.end);
+                let b_panels: &[f32] = match b {
+                    Rhs::Packed(p) => p.panels_from(q, block.start),
+                    Rhs::View(v) => {
+                        scratch.b.resize(ceil_to(block.len(), nr) * kc);
+                        pack_b_block(
+                            &v,
+                            depth.clone(),
+                            block.clone(),
+                            nr,
+                            scratch.b.as_mut_slice(),
+                        );
+                        scratch.b.as_slice()
+                    }
+                    Rhs::Source(s) => {
+                        scratch.source.resize(kc * block.len(), 0.0);
+                        s.fill(depth.clone(), block.clone(), &mut scratch.source);
+                        let view = View {
+                            data: &scratch.source,
+                            rows: kc,
+                            cols: block.len(),
+                            row_stride: block.len(),
+                            col_stride: 1,
+                        };
+                        scratch.b.resize(ceil_to(block.len(), nr) * kc);
+                        pack_b_block(&view, 0..kc, 0..block.len(), nr, scratch.b.as_mut_slice());
+                        scratch.b.as_slice()
+                    }
+                };
+                for (i, row) in rows.clone().step_by(mr).enumerate() {
+                    let height = mr.min(rows.end - row);
+                    let a_panel: &[f32] = match a {
+                        Lhs::Packed(p) => p.panel(q, row),
+                        Lhs::View(_) => &scratch.a.as_slice()[i * mr * kc..(i + 1) * mr * kc],
+                    };
+                    let tile = kernel.tile(height);
+                    for (j, col) in block.clone().step_by(nr).enumerate() {
+                        let width = nr.min(block.end - col);
+                        let b_panel = &b_panels[j * nr * kc..(j + 1) * nr * kc];
+                        let offset = (row - rows.start) * rsc + (col - cols.start);
+                        if width == nr {
+                            // SAFETY: the panels hold kc·MR and kc·NR floats; the C tile is
+                            // `height` rows of NR floats `rsc` apart inside the caller's block
+                            // (`col + NR <= cols.end`).
+                            unsafe {
+                                tile(
+                                    kc,
+                                    a_panel.as_ptr(),
+                                    b_panel.as_ptr(),
+                                    c.add(offset),
+                                    rsc,
+                                    acc,
+                                )
+                            };
+                        } else {
+                            let mut edge = [0f32; kernels::MAX_TILE];
+                            // SAFETY: as above, into a local MR x NR buffer.
+                            unsafe {
+                                tile(
+                                    kc,
+                                    a_panel.as_ptr(),
+                                    b_panel.as_ptr(),
+                                    edge.as_mut_ptr(),
+                                    nr,
+                                    false,
+                                )
+                            };
+                            for r in 0..height {
+                                // SAFETY: row r of the tile, `width` floats inside the caller's block.
+                                let dst = unsafe {
+                                    std::slice::from_raw_parts_mut(c.add(offset + r * rsc), width)
+                                };
+                                let src = &edge[r * nr..r * nr + width];
+                                if acc {
+                                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                                } else {
+                                    dst.copy_from_slice(src);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The reference: a plain triple loop with f64 sums, for tests.
+pub fn reference(a: View, b: View) -> Vec<f32> {
+    let mut c = vec![0f32; a.rows * b.cols];
+    for i in 0..a.rows {
+        for j in 0..b.cols {
+            let s: f64 = (0..a.cols)
+                .map(|p| a.at(i, p) as f64 * b.at(p, j) as f64)
+                .sum();
+            c[i * b.cols + j] = s as f32;
+        }
+    }
+    c
+}
