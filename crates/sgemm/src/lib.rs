@@ -77,6 +77,20 @@ pub trait BlockSource: Sync {
     fn cols(&self) -> usize;
     /// Writes the block `rows x cols` into `out`, row-major (exactly `rows.len() · cols.len()`).
     fn fill(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]);
+
+    /// Writes the block straight in packed-B layout, panels of `width` columns: element `(p, j)`
+    /// of the block at `out[(j / width)·width·rows.len() + p·width + j % width]`, zeros past the
+    /// last column. Returns `false` (writing nothing) when this source cannot, and the block is
+    /// filled row-major and packed instead.
+    fn fill_panels(
+        &self,
+        _rows: Range<usize>,
+        _cols: Range<usize>,
+        _width: usize,
+        _out: &mut [f32],
+    ) -> bool {
+        false
+    }
 }
 
 /// A vector of f32 whose first element is 64-byte aligned (one cache line, one AVX-512 vector).
@@ -449,32 +463,49 @@ pub unsafe fn gemm_raw(
             }
             for block_start in cols.clone().step_by(NC) {
                 let block = block_start..(block_start + NC).min(cols.end);
-                let b_panels: &[f32] = match b {
-                    Rhs::Packed(p) => p.panels_from(q, block.start),
-                    Rhs::View(v) => {
-                        scratch.b.resize(ceil_to(block.len(), nr) * kc);
-                        pack_b_block(
-                            &v,
-                            depth.clone(),
-                            block.clone(),
-                            nr,
-                            scratch.b.as_mut_slice(),
-                        );
-                        scratch.b.as_slice()
-                    }
-                    Rhs::Source(s) => {
-                        scratch.source.resize(kc * block.len(), 0.0);
-                        s.fill(depth.clone(), block.clone(), &mut scratch.source);
-                        let view = View {
-                            data: &scratch.source,
-                            rows: kc,
-                            cols: block.len(),
-                            row_stride: block.len(),
-                            col_stride: 1,
-                        };
-                        scratch.b.resize(ceil_to(block.len(), nr) * kc);
-                        pack_b_block(&view, 0..kc, 0..block.len(), nr, scratch.b.as_mut_slice());
-                        scratch.b.as_slice()
+                let b_panels: &[f32] = 'source: {
+                    match b {
+                        Rhs::Packed(p) => p.panels_from(q, block.start),
+                        Rhs::View(v) => {
+                            scratch.b.resize(ceil_to(block.len(), nr) * kc);
+                            pack_b_block(
+                                &v,
+                                depth.clone(),
+                                block.clone(),
+                                nr,
+                                scratch.b.as_mut_slice(),
+                            );
+                            scratch.b.as_slice()
+                        }
+                        Rhs::Source(s) => {
+                            scratch.b.resize(ceil_to(block.len(), nr) * kc);
+                            if s.fill_panels(
+                                depth.clone(),
+                                block.clone(),
+                                nr,
+                                scratch.b.as_mut_slice(),
+                            ) {
+                                break 'source scratch.b.as_slice();
+                            }
+                            scratch.source.resize(kc * block.len(), 0.0);
+                            s.fill(depth.clone(), block.clone(), &mut scratch.source);
+                            let view = View {
+                                data: &scratch.source,
+                                rows: kc,
+                                cols: block.len(),
+                                row_stride: block.len(),
+                                col_stride: 1,
+                            };
+                            scratch.b.resize(ceil_to(block.len(), nr) * kc);
+                            pack_b_block(
+                                &view,
+                                0..kc,
+                                0..block.len(),
+                                nr,
+                                scratch.b.as_mut_slice(),
+                            );
+                            scratch.b.as_slice()
+                        }
                     }
                 };
                 for (i, row) in rows.clone().step_by(mr).enumerate() {

@@ -50,6 +50,43 @@ impl BlockSource for Source<'_> {
     }
 }
 
+/// B as a source that writes packed panels itself.
+struct PanelSource<'a>(View<'a>);
+
+impl BlockSource for PanelSource<'_> {
+    fn rows(&self) -> usize {
+        self.0.rows
+    }
+    fn cols(&self) -> usize {
+        self.0.cols
+    }
+    fn fill(&self, _: Range<usize>, _: Range<usize>, _: &mut [f32]) {
+        panic!("fill_panels is used");
+    }
+    fn fill_panels(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        width: usize,
+        out: &mut [f32],
+    ) -> bool {
+        let kc = rows.len();
+        for (p, r) in rows.enumerate() {
+            for (panel, first) in cols.clone().step_by(width).enumerate() {
+                for t in 0..width {
+                    let c = first + t;
+                    out[panel * width * kc + p * width + t] = if c < cols.end {
+                        self.0.data[r * self.0.row_stride + c]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        true
+    }
+}
+
 fn assert_close(got: &[f32], want: &[f32], k: usize, what: &str) {
     // Each output sums k products of values below 1 in magnitude.
     let tol = 1e-6 * (k as f32 + 1.0) * 4.0;
@@ -70,8 +107,14 @@ fn check(kernel: &Kernel, m: usize, k: usize, n: usize) {
     let packed_a = PackedA::for_kernel(a, kernel);
     let packed_b = PackedB::for_kernel(b, kernel);
     let source = Source(b);
+    let panels = PanelSource(b);
     let lhs = [Lhs::View(a), Lhs::Packed(&packed_a)];
-    let rhs = [Rhs::View(b), Rhs::Packed(&packed_b), Rhs::Source(&source)];
+    let rhs = [
+        Rhs::View(b),
+        Rhs::Packed(&packed_b),
+        Rhs::Source(&source),
+        Rhs::Source(&panels),
+    ];
     for (li, l) in lhs.iter().enumerate() {
         for (ri, r) in rhs.iter().enumerate() {
             let what = format!("{kernel:?} {m}x{k}x{n} lhs {li} rhs {ri}");
