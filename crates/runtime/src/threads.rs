@@ -10,7 +10,8 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// How a session reaches its threads.
 pub(crate) struct Threads {
@@ -41,7 +42,7 @@ impl Threads {
     /// Runs `f` with the session's threads available to rayon calls inside it.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, String> {
         if let Some(pool) = self.caller_pool() {
-            return Ok(pool.install(f));
+            return Ok(run_hot(&pool, self.count, f));
         }
         let own = self.own.get_or_init(|| {
             rayon::ThreadPoolBuilder::new()
@@ -51,7 +52,7 @@ impl Threads {
                 .map_err(|e| format!("cannot start {} threads: {e}", self.count))
         });
         match own {
-            Ok(pool) => Ok(pool.install(f)),
+            Ok(pool) => Ok(run_hot(pool, self.count, f)),
             Err(e) => Err(e.clone()),
         }
     }
@@ -74,5 +75,42 @@ impl Threads {
                 _ => None,
             }
         })
+    }
+}
+
+/// `pool.install(f)` with the pool's other workers kept awake for its duration.
+///
+/// A sleeping rayon worker takes 10-50 µs to wake, longer than many parallel sections of a small
+/// model take, so a run of many short parallel ops ran slower on two threads than on one. Like
+/// onnxruntime's spinning workers, each other worker runs a job that keeps looking for work
+/// until the run ends.
+fn run_hot<R: Send>(pool: &rayon::ThreadPool, threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    if threads < 2 {
+        return pool.install(f);
+    }
+    pool.install(|| {
+        let done = Arc::new(AtomicBool::new(false));
+        let caller = rayon::current_thread_index();
+        for _ in 1..threads {
+            let done = done.clone();
+            rayon::spawn(move || keep_busy(&done, caller));
+        }
+        let result = f();
+        done.store(true, Ordering::Release);
+        result
+    })
+}
+
+/// Runs pending pool jobs until `done`. Returns at once on the thread that started the run,
+/// which may pick this job up itself while it waits inside a join: spinning there until the
+/// run ends would never end.
+fn keep_busy(done: &AtomicBool, caller: Option<usize>) {
+    if rayon::current_thread_index() == caller {
+        return;
+    }
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
+        }
     }
 }

@@ -56,16 +56,17 @@ impl Kernel for SoftmaxKernel {
     fn run(&self, mut inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let x = inputs.take_tensor(0)?;
         let y = match FloatKind::of(x.dtype(), 0)? {
-            FloatKind::F32 => self.compute::<f32>(&x)?,
-            FloatKind::F64 => self.compute::<f64>(&x)?,
+            FloatKind::F32 => self.compute::<f32>(x)?,
+            FloatKind::F64 => self.compute::<f64>(x)?,
         };
         Ok(vec![Value::Tensor(y)])
     }
 }
 
 impl SoftmaxKernel {
-    fn compute<R: Real>(&self, x: &Tensor) -> Result<Tensor, OpError> {
-        let shape = x.shape();
+    fn compute<R: Real>(&self, x: Tensor) -> Result<Tensor, OpError> {
+        let (shape, dtype) = (x.shape().to_vec(), x.dtype());
+        let shape = shape.as_slice();
         // A scalar is treated as one element along an implicit axis of length 1.
         let (outer, len, inner) = if shape.is_empty() {
             (1, 1, 1)
@@ -78,7 +79,12 @@ impl SoftmaxKernel {
                 (outer, shape[axis], shape[axis + 1..].iter().product())
             }
         };
-        let mut values = R::read(x, 0)?.into_owned();
+        // Normalised in place: the input's own buffer when it is of type R and not shared.
+        let mut values = if dtype == R::DTYPE {
+            x.into_vec::<R>()?
+        } else {
+            R::read(&x, 0)?.into_owned()
+        };
         if !values.is_empty() {
             let block = len * inner;
             let kind = self.kind;
@@ -90,7 +96,7 @@ impl SoftmaxKernel {
             }
             debug_assert_eq!(values.len(), outer * block);
         }
-        R::to_tensor(values, x.dtype(), shape)
+        R::to_tensor(values, dtype, shape)
     }
 }
 
@@ -114,6 +120,24 @@ fn normalize_block<R: Real>(kind: Normalizer, block: &mut [R], len: usize, inner
     }
 }
 
+/// The largest element, NaN ignored (-inf for none), over eight lanes so that it vectorises
+/// (a single running maximum is one dependent compare per element).
+fn max_of<R: Real>(row: &[R]) -> R {
+    let pick = |a: R, b: R| if b > a { b } else { a };
+    let mut lanes = [R::neg_infinity(); 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(R::neg_infinity(), |m, &v| pick(m, v));
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] = pick(lanes[l], c[l]);
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| pick(m, v))
+}
+
 fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
     if row.is_empty() {
         return;
@@ -133,14 +157,14 @@ fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
         }
         Normalizer::Softmax => {
             // Subtracting the maximum keeps exp() finite; the result is unchanged.
-            let max = row.iter().copied().fold(R::neg_infinity(), R::max);
+            let max = max_of(row);
             row.iter_mut().for_each(|v| *v = *v - max);
             R::exp_in_place(row);
             let scale = R::one() / sum(row);
             row.iter_mut().for_each(|v| *v = *v * scale);
         }
         Normalizer::LogSoftmax => {
-            let max = row.iter().copied().fold(R::neg_infinity(), R::max);
+            let max = max_of(row);
             row.iter_mut().for_each(|v| *v = *v - max);
             let mut exps = row.to_vec();
             R::exp_in_place(&mut exps);
