@@ -150,6 +150,12 @@ fn pack_a_block(a: &View, rows: Range<usize>, depth: Range<usize>, mr: usize, ou
                     dst[p * mr + r] = v;
                 }
             }
+        } else if a.row_stride == 1 {
+            // A transposed view: each depth's rows are adjacent.
+            for (p, d) in depth.clone().enumerate() {
+                dst[p * mr..p * mr + height]
+                    .copy_from_slice(&a.data[first + d * a.col_stride..][..height]);
+            }
         } else {
             for (p, d) in depth.clone().enumerate() {
                 for r in 0..height {

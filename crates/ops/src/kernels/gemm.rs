@@ -945,6 +945,19 @@ fn leaky_relu<T: GemmScalar>(v: T, alpha: T) -> T {
     }
 }
 
+impl<T: GemmScalar> Activation<T> {
+    /// The activation of one value.
+    #[inline(always)]
+    pub fn apply(self, v: T) -> T {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => relu(v),
+            Activation::Clip { min, max } => clip(v, min, max),
+            Activation::LeakyRelu { alpha } => leaky_relu(v, alpha),
+        }
+    }
+}
+
 /// Applies `activation` to every element of `values`.
 pub fn apply_activation<T: GemmScalar>(activation: Activation<T>, values: &mut [T]) {
     match activation {
@@ -1031,16 +1044,26 @@ fn sgemm(
     let kernel = runnx_sgemm::kernel();
     let threads = rayon::current_num_threads();
     let macs = m.saturating_mul(n).saturating_mul(k.max(1));
-    // Two tasks per thread even out uneven tiles; splitting columns keeps each task's B block
-    // (an im2col block) its own, splitting rows makes every task rebuild it.
+    // Two tasks per thread even out uneven tiles. A task packs the whole of whichever operand
+    // it does not split: splitting columns repacks A in every task, splitting rows repacks B
+    // (or rebuilds an im2col block). So split the side whose other operand is packed already,
+    // or else the one that leaves the smaller operand to repack.
     let tasks = if threads > 1 && macs >= SGEMM_MIN_PARALLEL_MACS {
         2 * threads
     } else {
         1
     };
-    let (row_parts, col_parts) = if n.div_ceil(kernel.nr) >= tasks {
+    let rows_first = match (&a, &b) {
+        (Lhs::Packed(_), _) | (_, Rhs::Virtual(_)) => false,
+        (_, Rhs::Packed(_)) => true,
+        _ => m > n,
+    };
+    let (row_tiles, col_tiles) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
+    let (row_parts, col_parts) = if rows_first && row_tiles >= tasks {
+        (tasks, 1)
+    } else if col_tiles >= tasks {
         (1, tasks)
-    } else if m.div_ceil(kernel.mr) >= tasks {
+    } else if row_tiles >= tasks {
         (tasks, 1)
     } else {
         (1, 1)

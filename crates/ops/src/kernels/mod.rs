@@ -3,3 +3,4 @@
 pub mod broadcast;
 pub mod gemm;
 pub mod vecmath;
+pub mod winograd;

@@ -18,6 +18,7 @@ use crate::kernels::gemm::{
     apply_activation, gemm, Activation, Bias, Epilogue, GemmScalar, Lhs, MatMut, MatRef, Residual,
     Rhs, VirtualMatrix,
 };
+use crate::kernels::winograd::{self, Winograd3x3};
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
 pub(crate) fn register(reg: &mut Registry) {
@@ -32,6 +33,10 @@ pub(crate) fn register(reg: &mut Registry) {
 /// shifted planes directly; more outputs go through im2col and GEMM (the direct sum ran MNIST's
 /// first conv, 1 → 32 channels, at about 4 GFLOP/s).
 const DEPTHWISE_MAX_OUTPUTS: usize = 4;
+
+/// Winograd needs at least this many input and output channels: its GEMMs have C-deep rows
+/// and M columns, and a first conv on an RGB image has neither.
+const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// Below this many elements, im2col/col2im and small loops stay on one thread.
 const PARALLEL_ELEMENTS: usize = 1 << 15;
@@ -126,6 +131,15 @@ impl WindowAttrs {
             pads: Some(pads.to_vec()),
             auto_pad,
         }
+    }
+
+    /// Whether the attributes allow Winograd F(2x2, 3x3): a 3x3 kernel (when given), unit
+    /// strides and dilations.
+    fn suits_winograd(&self) -> bool {
+        let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&d| d == 1));
+        self.kernel_shape.as_ref().is_none_or(|k| k == &[3, 3])
+            && ones(&self.strides)
+            && ones(&self.dilations)
     }
 
     /// Strides, dilations and explicit pads (begin, end) for `rank` spatial dims.
@@ -757,6 +771,9 @@ struct Conv {
     filter: Option<Tensor>,
     /// A constant f32 filter packed for the GEMM kernels, one matrix per group.
     packed: Option<Vec<<f32 as GemmScalar>::PackedLhs>>,
+    /// A constant f32 3x3 filter of a stride-1 undilated single-group conv, transformed for
+    /// Winograd F(2x2, 3x3), used on output planes where that pays off.
+    winograd: Option<Winograd3x3>,
 }
 
 impl Conv {
@@ -764,11 +781,17 @@ impl Conv {
         let group = parse_group(info)?;
         let filter = prepare_filter(info.constant(1))?;
         let packed = filter.as_ref().and_then(|w| pack_filter(w, group));
+        let window = WindowAttrs::parse(info)?;
+        let winograd = filter
+            .as_ref()
+            .filter(|_| group == 1 && window.suits_winograd())
+            .and_then(winograd_filter);
         Ok(Conv {
-            window: WindowAttrs::parse(info)?,
+            window,
             group,
             filter,
             packed,
+            winograd,
         })
     }
 }
@@ -793,6 +816,18 @@ fn pack_filter(w: &Tensor, group: usize) -> Option<Vec<<f32 as GemmScalar>::Pack
             f32::pack_lhs(w_g)
         })
         .collect()
+}
+
+/// A `[M, C, 3, 3]` f32 filter transformed for Winograd F(2x2, 3x3); `None` for any other shape
+/// or type, or for so few channels that the GEMMs would be slivers.
+fn winograd_filter(w: &Tensor) -> Option<Winograd3x3> {
+    let &[m, c, 3, 3] = w.shape() else {
+        return None;
+    };
+    if c < WINOGRAD_MIN_CHANNELS || m < WINOGRAD_MIN_CHANNELS {
+        return None;
+    }
+    Winograd3x3::new(w.as_slice::<f32>().ok()?, m, c)
 }
 
 /// A constant filter converted to the type the op computes in (f32 for float16/bfloat16).
@@ -820,7 +855,7 @@ impl Conv {
         b: Option<&Tensor>,
         z: Option<&Tensor>,
         activation: FusedActivation,
-        packed: Option<&[R::PackedLhs]>,
+        forward: &ConvForward<'_, R>,
     ) -> Result<Tensor, OpError> {
         let dims = ConvDims::new(x.shape(), w.shape(), self.group, false)?;
         let kernel = self.window.kernel(Some(&w.shape()[2..]))?;
@@ -851,10 +886,9 @@ impl Conv {
             },
         };
         let filter = self.filter.as_ref().unwrap_or(w);
-        let mut y = conv_forward(
+        let mut y = forward(
             &R::read(x, 0)?,
             &R::read(filter, 1)?,
-            packed,
             bias.as_deref(),
             &dims,
             &window,
@@ -896,10 +930,63 @@ fn run_conv(
         }
     }
     let y = match FloatKind::of(x.dtype(), 0)? {
-        FloatKind::F32 => conv.run_as::<f32>(x, w, b, z, activation, conv.packed.as_deref())?,
-        FloatKind::F64 => conv.run_as::<f64>(x, w, b, z, activation, None)?,
+        FloatKind::F32 => {
+            let forward: &ConvForward<'_, f32> =
+                &|x, w, bias, dims, window, post| match conv.winograd.as_ref() {
+                    Some(wg) if winograd_fits(wg, dims, window) => {
+                        Ok(winograd_forward(wg, x, bias, dims, window, post))
+                    }
+                    _ => conv_forward(x, w, conv.packed.as_deref(), bias, dims, window, post),
+                };
+            conv.run_as::<f32>(x, w, b, z, activation, forward)?
+        }
+        FloatKind::F64 => {
+            conv.run_as::<f64>(x, w, b, z, activation, &|x, w, bias, d, win, p| {
+                conv_forward(x, w, None, bias, d, win, p)
+            })?
+        }
     };
     Ok(vec![y.into()])
+}
+
+/// The algorithm behind [`Conv::run_as`]: `(x, filter, bias, dims, window, post) -> y`.
+type ConvForward<'a, R> = dyn Fn(&[R], &[R], Option<&[R]>, &ConvDims, &Window, &ConvPost<'_, R>) -> Result<Vec<R>, OpError>
+    + 'a;
+
+/// Whether this run's geometry is the one `wg` was built for and its plane large enough.
+fn winograd_fits(wg: &Winograd3x3, dims: &ConvDims, window: &Window) -> bool {
+    dims.group == 1
+        && dims.in_channels == wg.channels()
+        && dims.out_channels == wg.outputs()
+        && window.kernel == [3, 3]
+        && window.strides == [1, 1]
+        && window.dilations == [1, 1]
+        && Winograd3x3::pays_off(window.output[0], window.output[1])
+}
+
+fn winograd_forward(
+    wg: &Winograd3x3,
+    x: &[f32],
+    bias: Option<&[f32]>,
+    dims: &ConvDims,
+    window: &Window,
+    post: &ConvPost<'_, f32>,
+) -> Vec<f32> {
+    let geometry = winograd::Geometry {
+        batch: dims.batch,
+        in_height: window.input[0],
+        in_width: window.input[1],
+        out_height: window.output[0],
+        out_width: window.output[1],
+        pad_top: window.pads_begin[0],
+        pad_left: window.pads_begin[1],
+    };
+    let post = winograd::Post {
+        bias,
+        residual: post.residual,
+        activation: post.activation,
+    };
+    wg.forward(x, &geometry, &post)
 }
 
 // ---------------------------------------------------------------------------------------------
