@@ -269,30 +269,44 @@ fn max_pool_2d<T: MaxElement>(plane: &[T], out: &mut [T], w: &Window) {
         return;
     }
     let step = w.strides[1] as isize;
+    // The maximum over the window's rows of each input column, then over the window's columns:
+    // the row pass is contiguous and vectorises, and leaves one strided compare per kernel
+    // column instead of one per kernel element.
+    let mut column_max = vec![T::LOWEST; width];
     for (row, out_row) in out.chunks_mut(out_width).enumerate() {
+        column_max.fill(T::LOWEST);
+        let mut any_row = false;
         for kh in 0..w.kernel[0] {
             let ih = (row * w.strides[0] + kh * w.dilations[0]) as isize - w.pads_begin[0] as isize;
             if ih < 0 || ih >= height {
                 continue;
             }
+            any_row = true;
             let in_row = &plane[ih as usize * width..][..width];
-            for kw in 0..w.kernel[1] {
-                // Output column c samples input column c·step + shift, inside when 0 <= it < width.
-                let shift = (kw * w.dilations[1]) as isize - w.pads_begin[1] as isize;
-                let lo = if shift >= 0 {
-                    0
-                } else {
-                    (-shift + step - 1) / step
-                };
-                let hi = ((width as isize - shift + step - 1) / step).clamp(0, out_width as isize);
-                for c in lo..hi {
-                    let v = in_row[(c * step + shift) as usize];
-                    let o = &mut out_row[c as usize];
-                    // A select, not a conditional store: branch-free (ReLU outputs make the
-                    // branch unpredictable). NaN never wins, as in the generic path.
-                    let best = *o;
-                    *o = if v > best { v } else { best };
-                }
+            for (m, &v) in column_max.iter_mut().zip(in_row) {
+                // A select, not a conditional store: branch-free. NaN never wins, as in the
+                // generic path.
+                let best = *m;
+                *m = if v > best { v } else { best };
+            }
+        }
+        if !any_row {
+            continue;
+        }
+        for kw in 0..w.kernel[1] {
+            // Output column c samples input column c·step + shift, inside when 0 <= it < width.
+            let shift = (kw * w.dilations[1]) as isize - w.pads_begin[1] as isize;
+            let lo = if shift >= 0 {
+                0
+            } else {
+                (-shift + step - 1) / step
+            };
+            let hi = ((width as isize - shift + step - 1) / step).clamp(0, out_width as isize);
+            for c in lo..hi {
+                let v = column_max[(c * step + shift) as usize];
+                let o = &mut out_row[c as usize];
+                let best = *o;
+                *o = if v > best { v } else { best };
             }
         }
     }
