@@ -116,7 +116,11 @@ fn exp(x: f32) -> f32 {
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     // 2^n built from its exponent bits; n is in [-126, 128], and 2^128 only meets r < 0.
-    let scale = f32::from_bits((((n as i32) + 127).clamp(1, 254) as u32) << 23);
+    // The biased exponent, an integer in [1, 254], reaches the low mantissa bits by adding
+    // 2^23: float arithmetic and bit operations only (`as i32` saturates, which LLVM could
+    // not vectorise: the conversion ran one lane at a time).
+    let biased = (n + 127.0).clamp(1.0, 254.0);
+    let scale = f32::from_bits(((biased + 8_388_608.0).to_bits() & 0x7f_ffff) << 23);
     let extra = if n > 127.0 { 2.0 } else { 1.0 };
     let y = p * scale * extra;
     if x.is_nan() {
