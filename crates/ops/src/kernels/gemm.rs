@@ -786,11 +786,13 @@ fn part(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     len * i / parts..len * (i + 1) / parts
 }
 
-/// C's base pointer, shared by tasks that write disjoint tiles.
+/// An output's base pointer, shared by tasks that write disjoint parts of it (GEMM tiles of C,
+/// Winograd's output tiles).
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: tasks only dereference the pointer for disjoint tiles of C (see `Job::run`), and the
-// `&mut` borrow of C outlives every task because `gemm` joins them before returning.
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+// SAFETY: tasks only dereference the pointer for disjoint parts of the output (see `Job::run`
+// and `winograd::Winograd3x3::forward`), and the `&mut` borrow of it outlives every task
+// because the caller joins them before returning.
 unsafe impl<T: Send> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SendPtr<T> {}

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 use runnx_sgemm::{Lhs, Output, PackedB, Rhs, View};
 
-use super::gemm::Activation;
+use super::gemm::{Activation, SendPtr};
 
 /// Transformed input floats (16 × C × tiles) one task works on: 512 KB, about L2.
 const BLOCK_FLOATS: usize = 1 << 17;
@@ -59,12 +59,6 @@ thread_local! {
     /// A task's transformed input and GEMM output blocks, reused across calls.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
-
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint output elements through it (see `forward`), and `forward` joins
-// every task before the buffer it points into is returned.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 impl Winograd3x3 {
     /// Transforms and packs `filter`, `[outputs, channels, 3, 3]` row-major; `None` when its
@@ -211,15 +205,15 @@ struct BlockJob<'a> {
 
 /// Runs a [`BlockJob`] with the widest vector instructions the CPU has (the crate itself is
 /// built for baseline x86-64; the transforms are plain loops that LLVM vectorises).
-fn run_block(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr) {
+fn run_block(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-        unsafe fn avx512(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr) {
+        unsafe fn avx512(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
             block_body(job, scratch, out)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr) {
+        unsafe fn avx2(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
             block_body(job, scratch, out)
         }
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -238,7 +232,7 @@ fn run_block(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr) {
 }
 
 #[inline(always)]
-fn block_body(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr) {
+fn block_body(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
     let c = job.channels;
     let (rows, cols) = (job.target.tiles.len(), job.target.channels.len());
     let (v, rest) = scratch.split_at_mut(16 * rows * c);
@@ -454,7 +448,7 @@ fn transform_output(
     outputs: usize,
     geo: &Geometry,
     post: &Post<'_>,
-    out: &SendPtr,
+    out: &SendPtr<f32>,
     act: impl Fn(f32) -> f32,
 ) {
     let (rows, cols) = (block.tiles.len(), block.channels.len());

@@ -13,6 +13,7 @@ use runnx_ir::{shape_len, DataType, Tensor, Value};
 use super::matmul::widen_8bit;
 use super::norm::{FloatKind, Real};
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::kernels::gemm::{
     apply_activation, gemm, Activation, Bias, Epilogue, GemmScalar, Lhs, MatMut, MatRef, Residual,
@@ -769,8 +770,10 @@ struct Conv {
     group: usize,
     /// The filter in the compute type, when it is a constant.
     filter: Option<Tensor>,
-    /// A constant f32 filter packed for the GEMM kernels, one matrix per group.
-    packed: Option<Vec<<f32 as GemmScalar>::PackedLhs>>,
+    /// A constant f32 filter packed for the GEMM kernels, one matrix per group. Packed when the
+    /// session is built, except for a Winograd filter, which needs it only on planes too small
+    /// for Winograd: then on first use, so a ResNet does not hold and pack its 3x3 filters twice.
+    packed: OnceLock<Option<Vec<<f32 as GemmScalar>::PackedLhs>>>,
     /// A constant f32 3x3 filter of a stride-1 undilated single-group conv, transformed for
     /// Winograd F(2x2, 3x3), used on output planes where that pays off.
     winograd: Option<Winograd3x3>,
@@ -780,12 +783,15 @@ impl Conv {
     fn new(info: &NodeInfo) -> Result<Conv, OpError> {
         let group = parse_group(info)?;
         let filter = prepare_filter(info.constant(1))?;
-        let packed = filter.as_ref().and_then(|w| pack_filter(w, group));
         let window = WindowAttrs::parse(info)?;
         let winograd = filter
             .as_ref()
             .filter(|_| group == 1 && window.suits_winograd())
             .and_then(winograd_filter);
+        let packed = OnceLock::new();
+        if winograd.is_none() {
+            packed.get_or_init(|| filter.as_ref().and_then(|w| pack_filter(w, group)));
+        }
         Ok(Conv {
             window,
             group,
@@ -793,6 +799,19 @@ impl Conv {
             packed,
             winograd,
         })
+    }
+}
+
+impl Conv {
+    /// The packed constant f32 filter, packing it now if the session did not.
+    fn packed_filter(&self) -> Option<&[<f32 as GemmScalar>::PackedLhs]> {
+        self.packed
+            .get_or_init(|| {
+                self.filter
+                    .as_ref()
+                    .and_then(|w| pack_filter(w, self.group))
+            })
+            .as_deref()
     }
 }
 
@@ -936,7 +955,7 @@ fn run_conv(
                     Some(wg) if winograd_fits(wg, dims, window) => {
                         Ok(winograd_forward(wg, x, bias, dims, window, post))
                     }
-                    _ => conv_forward(x, w, conv.packed.as_deref(), bias, dims, window, post),
+                    _ => conv_forward(x, w, conv.packed_filter(), bias, dims, window, post),
                 };
             conv.run_as::<f32>(x, w, b, z, activation, forward)?
         }
