@@ -136,25 +136,49 @@ fn k_blocks(k: usize) -> impl Iterator<Item = (usize, Range<usize>)> {
     (0..k.div_ceil(KC)).map(move |q| (q, q * KC..((q + 1) * KC).min(k)))
 }
 
-/// Packs rows `rows` and depths `depth` of `a` into `out` as `MR`-row panels, zero-padding the
-/// last panel: element `(i, p)` of the block goes to `out[(i / mr)·mr·kc + p·mr + i % mr]`.
+/// Packs rows `rows` and depths `depth` of `a` into `out` as `MR`-row panels: element `(i, p)`
+/// of the block goes to `out[(i / mr)·mr·kc + p·mr + i % mr]`. The last panel's lanes past the
+/// last row hold zeros or, from a transposed view, whatever follows; no tile reads them.
 fn pack_a_block(a: &View, rows: Range<usize>, depth: Range<usize>, mr: usize, out: &mut [f32]) {
+    // The kernels' row tiles, as constants: full-height runs then copy as a few vector moves
+    // instead of a memmove call per depth (Winograd packs a 4-row panel for each of 64 depths).
+    match mr {
+        12 => pack_a_panels(a, rows, depth, 12, out),
+        6 => pack_a_panels(a, rows, depth, 6, out),
+        4 => pack_a_panels(a, rows, depth, 4, out),
+        _ => pack_a_panels(a, rows, depth, mr, out),
+    }
+}
+
+#[inline(always)]
+fn pack_a_panels(a: &View, rows: Range<usize>, depth: Range<usize>, mr: usize, out: &mut [f32]) {
     let kc = depth.len();
     for (panel, first) in rows.clone().step_by(mr).enumerate() {
         let dst = &mut out[panel * mr * kc..(panel + 1) * mr * kc];
         let height = mr.min(rows.end - first);
+        if a.row_stride == 1 && a.col_stride != 1 {
+            // A transposed view: each depth's rows are adjacent.
+            for (p, d) in depth.clone().enumerate() {
+                let src = &a.data[first + d * a.col_stride..];
+                let run = &mut dst[p * mr..(p + 1) * mr];
+                if height == mr || src.len() >= mr {
+                    // Whole runs, a few vector moves. Lanes past `height` then hold other
+                    // rows' values, which no tile reads: a tile of h rows reads h lanes.
+                    run.copy_from_slice(&src[..mr]);
+                } else {
+                    for (r, v) in run.iter_mut().enumerate() {
+                        *v = if r < height { src[r] } else { 0.0 };
+                    }
+                }
+            }
+            continue;
+        }
         if a.col_stride == 1 {
             for r in 0..height {
                 let src = &a.data[(first + r) * a.row_stride + depth.start..][..kc];
                 for (p, &v) in src.iter().enumerate() {
                     dst[p * mr + r] = v;
                 }
-            }
-        } else if a.row_stride == 1 {
-            // A transposed view: each depth's rows are adjacent.
-            for (p, d) in depth.clone().enumerate() {
-                dst[p * mr..p * mr + height]
-                    .copy_from_slice(&a.data[first + d * a.col_stride..][..height]);
             }
         } else {
             for (p, d) in depth.clone().enumerate() {

@@ -8,53 +8,19 @@
 //! Accuracy (checked against f64 in the tests): `exp` within 2 ulp over its whole range (results
 //! below f32's smallest normal flush to 0); `erf` within 2e-7 absolute and 1e-6 relative.
 
-/// Runs `$body` (an `fn(&mut [f32])` written for auto-vectorisation) with the widest vector
-/// instructions the CPU supports.
-macro_rules! multiversion {
-    ($(#[$doc:meta])* pub fn $name:ident => $body:ident) => {
-        $(#[$doc])*
-        pub fn $name(xs: &mut [f32]) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-                unsafe fn avx512(xs: &mut [f32]) {
-                    $body(xs)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2(xs: &mut [f32]) {
-                    $body(xs)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512dq")
-                {
-                    // SAFETY: the CPU has the features the function is compiled for.
-                    return unsafe { avx512(xs) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: as above.
-                    return unsafe { avx2(xs) };
-                }
-            }
-            $body(xs)
-        }
-    };
-}
-
 multiversion! {
     /// `x = e^x` for every element.
-    pub fn exp_in_place => exp_body
+    pub fn exp_in_place(xs: &mut [f32]) => exp_body
 }
 
 multiversion! {
     /// `x = erf(x)` for every element.
-    pub fn erf_in_place => erf_body
+    pub fn erf_in_place(xs: &mut [f32]) => erf_body
 }
 
 multiversion! {
     /// `x = x/2 · (1 + erf(x/√2))` (GELU without approximation) for every element.
-    pub fn gelu_in_place => gelu_body
+    pub fn gelu_in_place(xs: &mut [f32]) => gelu_body
 }
 
 #[inline(always)]

@@ -161,7 +161,9 @@ impl Winograd3x3 {
             let (rows, cols) = (tile_range.len(), channels.len());
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
-                let needed = 16 * rows * (c + cols) + 16 * (tile_cols + 1);
+                let needed = 16 * c * (rows + LANES)
+                    + 16 * rows * cols
+                    + InputLayout::new(geo, &tile_range).scratch();
                 if s.len() < needed {
                     s.resize(needed, 0.0);
                 }
@@ -203,50 +205,31 @@ struct BlockJob<'a> {
     target: OutputBlock,
 }
 
-/// Runs a [`BlockJob`] with the widest vector instructions the CPU has (the crate itself is
-/// built for baseline x86-64; the transforms are plain loops that LLVM vectorises).
-fn run_block(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-        unsafe fn avx512(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
-            block_body(job, scratch, out)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
-            block_body(job, scratch, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(job, scratch, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { avx2(job, scratch, out) };
-        }
-    }
-    block_body(job, scratch, out)
+multiversion! {
+    /// Runs a [`BlockJob`] with the widest vector instructions the CPU has (the transforms are
+    /// plain loops that LLVM vectorises).
+    fn run_block(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) => block_body
 }
 
 #[inline(always)]
 fn block_body(job: &BlockJob<'_>, scratch: &mut [f32], out: &SendPtr<f32>) {
     let c = job.channels;
     let (rows, cols) = (job.target.tiles.len(), job.target.channels.len());
-    let (v, rest) = scratch.split_at_mut(16 * rows * c);
-    let (product, rows_buf) = rest.split_at_mut(16 * rows * cols);
-    transform_input(job.image, c, job.geo, job.target.tiles.clone(), v, rows_buf);
+    // V rows carry LANES floats of slack for the input transform's whole-vector stores.
+    let v_stride = rows + LANES;
+    let (v, rest) = scratch.split_at_mut(16 * c * v_stride);
+    let (product, input_scratch) = rest.split_at_mut(16 * rows * cols);
+    let tiles = job.target.tiles.clone();
+    transform_input(job.image, c, job.geo, tiles, v, v_stride, input_scratch);
     for (xi, filter) in job.filters.iter().enumerate() {
         // V_ξ is stored channel-major ([C][tiles]): a transposed view, which the packer reads
         // a row tile at a time.
         let a = View {
-            data: &v[xi * c * rows..][..c * rows],
+            data: &v[xi * c * v_stride..][..c * v_stride],
             rows,
             cols: c,
             row_stride: 1,
-            col_stride: rows,
+            col_stride: v_stride,
         };
         runnx_sgemm::gemm_with(
             job.kernel,
@@ -299,12 +282,67 @@ fn transform_filter(g: &[f32]) -> [f32; 16] {
     u
 }
 
+/// Width of the fixed-size loops in the input transform: whole vectors (one zmm, two ymm), so
+/// that short rows (a 7-wide plane has 4 tiles per row) do not fall to scalar remainder loops.
+/// The buffers carry slack for that; lanes past the end of a row compute values nobody reads.
+const LANES: usize = 16;
+
+/// Sizes of the input transform's buffers for one block of tiles.
+struct InputLayout {
+    /// Floats per even (or odd) half of a padded input row: the `tile_cols + 1` columns the
+    /// tiles read, rounded up to `LANES`, plus slack for whole-vector loads and stores.
+    half_stride: usize,
+    /// Padded input rows the block's tile rows read.
+    plane_rows: usize,
+}
+
+impl InputLayout {
+    fn new(geo: &Geometry, tiles: &std::ops::Range<usize>) -> InputLayout {
+        let tile_cols = geo.out_width.div_ceil(2);
+        let (first_row, last_row) = (tiles.start / tile_cols, (tiles.end - 1) / tile_cols);
+        InputLayout {
+            half_stride: (tile_cols + 1).next_multiple_of(LANES) + 2 * LANES,
+            plane_rows: 2 * (last_row - first_row) + 4,
+        }
+    }
+
+    /// Scratch floats `transform_input` needs.
+    fn scratch(&self) -> usize {
+        2 * self.plane_rows * self.half_stride
+    }
+}
+
+/// `LANES` floats of `s` from `at`.
+#[inline(always)]
+fn lane(s: &[f32], at: usize) -> [f32; LANES] {
+    *<&[f32; LANES]>::try_from(&s[at..at + LANES]).expect("LANES floats")
+}
+
+/// Stores `LANES` floats at `s[at..]`.
+#[inline(always)]
+fn set_lane(s: &mut [f32], at: usize, values: [f32; LANES]) {
+    *<&mut [f32; LANES]>::try_from(&mut s[at..at + LANES]).expect("LANES floats") = values;
+}
+
+/// `Bᵀ d` on `LANES` columns from `at` of four rows: d0 - d2, d1 + d2, d2 - d1, d1 - d3.
+#[inline(always)]
+fn transform_rows(rows: [&[f32]; 4], at: usize) -> [[f32; LANES]; 4] {
+    let [d0, d1, d2, d3] = rows.map(|r| lane(r, at));
+    [
+        std::array::from_fn(|l| d0[l] - d2[l]),
+        std::array::from_fn(|l| d1[l] + d2[l]),
+        std::array::from_fn(|l| d2[l] - d1[l]),
+        std::array::from_fn(|l| d1[l] - d3[l]),
+    ]
+}
+
 /// Writes `Bᵀ d B` of every tile in `tiles` of one image (`[C, H, W]`) to `v`, laid out
-/// `[ξ][C][tile]`. `rows_buf` holds 16 half rows of `tile_cols + 1` floats.
+/// `[ξ][C][tile]` with `v_stride` floats per (ξ, C) row (at least `tiles.len() + LANES`).
 ///
-/// Per tile row, the four padded input rows are split into even and odd columns, so that both
-/// the transform over rows and the one over each tile's four columns (x[2t], x[2t+1],
-/// x[2t+2], x[2t+3] = even[t], odd[t], even[t+1], odd[t+1]) run on contiguous slices.
+/// Per channel, each padded input row the block reads is first split into its even and odd
+/// columns. A tile's four columns x[2t], x[2t+1], x[2t+2], x[2t+3] are then even[t], odd[t],
+/// even[t+1], odd[t+1], so both `Bᵀ d` (over four rows) and `· B` (over those columns) work
+/// on whole vectors of consecutive tiles, in registers.
 #[inline(always)]
 fn transform_input(
     image: &[f32],
@@ -312,124 +350,97 @@ fn transform_input(
     geo: &Geometry,
     tiles: std::ops::Range<usize>,
     v: &mut [f32],
-    rows_buf: &mut [f32],
+    v_stride: usize,
+    scratch: &mut [f32],
 ) {
+    let layout = InputLayout::new(geo, &tiles);
+    let hs = layout.half_stride;
     let tile_cols = geo.out_width.div_ceil(2);
-    let half = tile_cols + 1;
-    let count = tiles.len();
-    let (d, w) = rows_buf[..16 * half].split_at_mut(8 * half);
-    let in_plane = geo.in_height * geo.in_width;
+    let (in_width, pad) = (geo.in_width, geo.pad_left);
+    let in_plane = geo.in_height * in_width;
+    // Split rows: [row][even | odd], `hs` floats each. Columns no row writes stay zero: the
+    // left and right padding.
+    let split = &mut scratch[..layout.scratch()];
+    split.fill(0.0);
     let first_row = tiles.start / tile_cols;
     let last_row = (tiles.end - 1) / tile_cols;
+    // Padded column pad + x holds x[x]: input pairs (x[2j], x[2j+1]) go to (even, odd) at
+    // index j + pad/2 when pad is even, and to (odd, even) at j + pad/2 and j + pad/2 + 1
+    // when it is odd.
+    let (first_at, second_at) = (pad / 2, pad / 2 + pad % 2);
+    let pair_chunks = in_width.div_ceil(2 * LANES);
+    // Past the row's end: from even index ceil((pad + W) / 2) and odd index (pad + W) / 2.
+    let (even_end, odd_end) = ((pad + in_width).div_ceil(2), (pad + in_width) / 2);
     for ch in 0..channels {
-        let plane = &image[ch * in_plane..][..in_plane];
+        for (r, row) in split.chunks_exact_mut(2 * hs).enumerate() {
+            let (even, odd) = row.split_at_mut(hs);
+            let iy = (2 * first_row + r) as isize - geo.pad_top as isize;
+            if iy < 0 || iy as usize >= geo.in_height {
+                continue;
+            }
+            let start = ch * in_plane + iy as usize * in_width;
+            let src = &image[start..];
+            let (first, second) = if pad % 2 == 0 {
+                (&mut *even, &mut *odd)
+            } else {
+                (&mut *odd, &mut *even)
+            };
+            if src.len() >= pair_chunks * 2 * LANES {
+                // Whole vectors; what they read past the row's end is cleared below.
+                for j in (0..pair_chunks * LANES).step_by(LANES) {
+                    let pairs: [f32; 2 * LANES] =
+                        *<&[f32; 2 * LANES]>::try_from(&src[2 * j..2 * j + 2 * LANES])
+                            .expect("2·LANES floats");
+                    set_lane(first, first_at + j, std::array::from_fn(|l| pairs[2 * l]));
+                    set_lane(
+                        second,
+                        second_at + j,
+                        std::array::from_fn(|l| pairs[2 * l + 1]),
+                    );
+                }
+                set_lane(even, even_end, [0.0; LANES]);
+                set_lane(odd, odd_end, [0.0; LANES]);
+            } else {
+                // The image's last rows: element by element.
+                for (x, &value) in src[..in_width].iter().enumerate() {
+                    let col = pad + x;
+                    if col % 2 == 0 {
+                        even[col / 2] = value;
+                    } else {
+                        odd[col / 2] = value;
+                    }
+                }
+            }
+        }
         for ty in first_row..=last_row {
-            // d: rows 0..4 even columns, then rows 0..4 odd columns.
-            for i in 0..4 {
-                let (even, odd) = (i * half, (4 + i) * half);
-                let iy = (2 * ty + i) as isize - geo.pad_top as isize;
-                let (even, odd) = two_slices(d, even, odd, half);
-                if iy < 0 || iy as usize >= geo.in_height {
-                    even.fill(0.0);
-                    odd.fill(0.0);
-                    continue;
-                }
-                let src = &plane[iy as usize * geo.in_width..][..geo.in_width];
-                split_padded_row(src, geo.pad_left, even, odd);
-            }
-            // Bᵀ d for each parity: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3.
-            for parity in 0..2 {
-                let rows = &d[parity * 4 * half..][..4 * half];
-                let (d0, rest) = rows.split_at(half);
-                let (d1, rest) = rest.split_at(half);
-                let (d2, d3) = rest.split_at(half);
-                let out = &mut w[parity * 4 * half..][..4 * half];
-                let (w0, rest) = out.split_at_mut(half);
-                let (w1, rest) = rest.split_at_mut(half);
-                let (w2, w3) = rest.split_at_mut(half);
-                for x in 0..half {
-                    w0[x] = d0[x] - d2[x];
-                    w1[x] = d1[x] + d2[x];
-                    w2[x] = d2[x] - d1[x];
-                    w3[x] = d1[x] - d3[x];
-                }
-            }
-            // (Bᵀ d) B over each tile's four columns, the same combination.
+            let r0 = 2 * (ty - first_row);
+            let row = |i: usize, parity: usize| &split[(2 * (r0 + i) + parity) * hs..][..hs];
+            let even_rows = [row(0, 0), row(1, 0), row(2, 0), row(3, 0)];
+            let odd_rows = [row(0, 1), row(1, 1), row(2, 1), row(3, 1)];
             let row_tiles =
                 (ty * tile_cols).max(tiles.start)..((ty + 1) * tile_cols).min(tiles.end);
             let (first_tx, n) = (row_tiles.start - ty * tile_cols, row_tiles.len());
             let at = row_tiles.start - tiles.start;
-            for i in 0..4 {
-                let even = &w[i * half..][..half];
-                let odd = &w[(4 + i) * half..][..half];
-                let (e0, e1) = (&even[first_tx..][..n], &even[first_tx + 1..][..n]);
-                let (o0, o1) = (&odd[first_tx..][..n], &odd[first_tx + 1..][..n]);
-                let out = |j: usize| ((i * 4 + j) * channels + ch) * count + at;
-                let [v0, v1, v2, v3] = four_slices(v, [out(0), out(1), out(2), out(3)], n);
-                for t in 0..n {
-                    v0[t] = e0[t] - e1[t];
-                    v1[t] = o0[t] + e1[t];
-                    v2[t] = e1[t] - o0[t];
-                    v3[t] = o0[t] - o1[t];
+            for k in (0..n).step_by(LANES) {
+                let t = first_tx + k;
+                let (e0, e1) = (
+                    transform_rows(even_rows, t),
+                    transform_rows(even_rows, t + 1),
+                );
+                let (o0, o1) = (transform_rows(odd_rows, t), transform_rows(odd_rows, t + 1));
+                for i in 0..4 {
+                    let (e0, e1, o0, o1) = (e0[i], e1[i], o0[i], o1[i]);
+                    let out = |j: usize| ((i * 4 + j) * channels + ch) * v_stride + at + k;
+                    // (Bᵀ d) B over the columns, as over the rows. Lanes past n write tiles of
+                    // later rows (rewritten later) or the row's slack.
+                    set_lane(v, out(0), std::array::from_fn(|l| e0[l] - e1[l]));
+                    set_lane(v, out(1), std::array::from_fn(|l| o0[l] + e1[l]));
+                    set_lane(v, out(2), std::array::from_fn(|l| e1[l] - o0[l]));
+                    set_lane(v, out(3), std::array::from_fn(|l| o0[l] - o1[l]));
                 }
             }
         }
     }
-}
-
-/// Splits input row `src`, padded with `pad` zeros before it (and zeros after), into the even
-/// and odd columns of the padded row, `even.len()` (= `odd.len()`) of each.
-#[inline(always)]
-fn split_padded_row(src: &[f32], pad: usize, even: &mut [f32], odd: &mut [f32]) {
-    let half = even.len();
-    even.fill(0.0);
-    odd.fill(0.0);
-    // src[i] lands at padded column i + pad.
-    let mut i = 0;
-    if pad % 2 == 1 && !src.is_empty() {
-        if pad / 2 < half {
-            odd[pad / 2] = src[0];
-        }
-        i = 1;
-    }
-    // From here on i + pad is even: src[i], src[i + 1] go to even[k], odd[k].
-    let k0 = ((i + pad) / 2).min(half);
-    let pairs = ((src.len() - i) / 2).min(half - k0);
-    for ((e, o), pair) in even[k0..k0 + pairs]
-        .iter_mut()
-        .zip(&mut odd[k0..k0 + pairs])
-        .zip(src[i..].chunks_exact(2))
-    {
-        *e = pair[0];
-        *o = pair[1];
-    }
-    let tail = i + 2 * pairs;
-    if tail < src.len() && k0 + pairs < half {
-        even[k0 + pairs] = src[tail];
-    }
-}
-
-/// Two disjoint `len`-long slices of `v` at offsets `a < b`.
-#[inline(always)]
-fn two_slices(v: &mut [f32], a: usize, b: usize, len: usize) -> (&mut [f32], &mut [f32]) {
-    let (first, second) = v[a..].split_at_mut(b - a);
-    (&mut first[..len], &mut second[..len])
-}
-
-/// Four disjoint `len`-long slices of `v` at the given increasing offsets.
-#[inline(always)]
-fn four_slices(v: &mut [f32], starts: [usize; 4], len: usize) -> [&mut [f32]; 4] {
-    let [a, b, c, d] = starts;
-    debug_assert!(a + len <= b && b + len <= c && c + len <= d);
-    let (s0, rest) = v[a..].split_at_mut(b - a);
-    let (s1, rest) = rest.split_at_mut(c - b);
-    let (s2, s3) = rest.split_at_mut(d - c);
-    [
-        &mut s0[..len],
-        &mut s1[..len],
-        &mut s2[..len],
-        &mut s3[..len],
-    ]
 }
 
 /// The outputs one task computes: tiles `tiles` of image `image`, channels `channels`.
@@ -439,8 +450,14 @@ struct OutputBlock {
     channels: std::ops::Range<usize>,
 }
 
+/// Output channels the output transform handles at once (its arrays live on the stack).
+const OUT_CHUNK: usize = 64;
+
 /// `Aᵀ X A` of each tile and channel in `block` from the GEMM products (`[ξ][tile][channel]`),
 /// with the bias, residual and activation, written into Y through `out`.
+///
+/// The arithmetic runs on vectors of channels; only the final stores (and residual loads)
+/// go element by element, since a channel's outputs lie a plane apart in Y.
 #[inline(always)]
 fn transform_output(
     product: &[f32],
@@ -454,19 +471,24 @@ fn transform_output(
     let (rows, cols) = (block.tiles.len(), block.channels.len());
     let tile_cols = geo.out_width.div_ceil(2);
     let out_plane = geo.out_height * geo.out_width;
-    let mut vals = [[0f32; 4]; 64];
+    // Each tile's four outputs, row-major, as offsets in a plane of Y.
+    let offsets = [0, 1, geo.out_width, geo.out_width + 1];
+    // y[q][j]: output q of the tile in channel `first + j`.
+    let mut y = [[0f32; OUT_CHUNK]; 4];
     for t in 0..rows {
         let tile = block.tiles.start + t;
         let (oy, ox) = (2 * (tile / tile_cols), 2 * (tile % tile_cols));
         let (h, w) = ((geo.out_height - oy).min(2), (geo.out_width - ox).min(2));
-        for first in (0..cols).step_by(vals.len()) {
-            let len = vals.len().min(cols - first);
+        let inside = |q: usize| q / 2 < h && q % 2 < w;
+        for first in (0..cols).step_by(OUT_CHUNK) {
+            let len = OUT_CHUNK.min(cols - first);
             // X's 16 values for channel `first + j` are product[(ξ·rows + t)·cols + first + j].
             let x = |xi: usize| &product[(xi * rows + t) * cols + first..][..len];
             let (x0, x1, x2, x3) = (x(0), x(1), x(2), x(3));
             let (x4, x5, x6, x7) = (x(4), x(5), x(6), x(7));
             let (x8, x9, x10, x11) = (x(8), x(9), x(10), x(11));
             let (x12, x13, x14, x15) = (x(12), x(13), x(14), x(15));
+            let [y0, y1, y2, y3] = &mut y;
             for j in 0..len {
                 // Aᵀ X: rows X0 + X1 + X2 and X1 - X2 - X3; then · A over columns alike.
                 let r0 = [
@@ -481,53 +503,40 @@ fn transform_output(
                     x6[j] - x10[j] - x14[j],
                     x7[j] - x11[j] - x15[j],
                 ];
-                vals[j] = [
-                    r0[0] + r0[1] + r0[2],
-                    r0[1] - r0[2] - r0[3],
-                    r1[0] + r1[1] + r1[2],
-                    r1[1] - r1[2] - r1[3],
-                ];
+                y0[j] = r0[0] + r0[1] + r0[2];
+                y1[j] = r0[1] - r0[2] - r0[3];
+                y2[j] = r1[0] + r1[1] + r1[2];
+                y3[j] = r1[1] - r1[2] - r1[3];
             }
             let first_ch = block.channels.start + first;
             let base = (block.image * outputs + first_ch) * out_plane + oy * geo.out_width + ox;
-            let bias = post.bias.map(|b| &b[first_ch..][..len]);
-            // The common case, a whole tile, without per-element bounds or option checks.
-            let offsets = [0, 1, geo.out_width, geo.out_width + 1];
-            let write = |j: usize, q: usize, value: f32| {
-                let at = base + j * out_plane + offsets[q];
-                // SAFETY: `at` lies inside Y (row oy + q/2 < out_height, column ox + q%2 <
-                // out_width, channel < outputs, image < batch), and only the task owning this
-                // (image, tile, channel) writes it.
-                unsafe { *out.0.add(at) = act(value) };
-            };
-            match (h == 2 && w == 2, bias, post.residual) {
-                (true, Some(bias), Some(z)) => {
-                    for (j, v) in vals[..len].iter().enumerate() {
-                        for q in 0..4 {
-                            write(j, q, v[q] + bias[j] + z[base + j * out_plane + offsets[q]]);
-                        }
+            if let Some(bias) = post.bias {
+                let bias = &bias[first_ch..][..len];
+                for yq in y.iter_mut() {
+                    for (v, b) in yq[..len].iter_mut().zip(bias) {
+                        *v += b;
                     }
                 }
-                (true, Some(bias), None) => {
-                    for (j, v) in vals[..len].iter().enumerate() {
-                        for q in 0..4 {
-                            write(j, q, v[q] + bias[j]);
-                        }
+            }
+            if let Some(z) = post.residual {
+                for (q, yq) in y.iter_mut().enumerate().filter(|&(q, _)| inside(q)) {
+                    for (j, v) in yq[..len].iter_mut().enumerate() {
+                        *v += z[base + j * out_plane + offsets[q]];
                     }
                 }
-                _ => {
-                    for (j, v) in vals[..len].iter().enumerate() {
-                        let bias = bias.map_or(0.0, |b| b[j]);
-                        for a in 0..h {
-                            for b in 0..w {
-                                let q = 2 * a + b;
-                                let z = post
-                                    .residual
-                                    .map_or(0.0, |z| z[base + j * out_plane + offsets[q]]);
-                                write(j, q, v[q] + bias + z);
-                            }
-                        }
-                    }
+            }
+            for yq in y.iter_mut() {
+                for v in yq[..len].iter_mut() {
+                    *v = act(*v);
+                }
+            }
+            for (q, yq) in y.iter().enumerate().filter(|&(q, _)| inside(q)) {
+                let at = base + offsets[q];
+                for (j, &v) in yq[..len].iter().enumerate() {
+                    // SAFETY: the element lies inside Y (row oy + q/2 < out_height, column
+                    // ox + q%2 < out_width, channel < outputs, image < batch), and only the
+                    // task owning this (image, tile, channel) writes it.
+                    unsafe { *out.0.add(at + j * out_plane) = v };
                 }
             }
         }
@@ -596,6 +605,9 @@ mod tests {
             (1, 8, 64, 13, 13, (0, 0)),
             (3, 20, 70, 12, 11, (2, 1)),
             (1, 600, 36, 8, 8, (1, 1)),
+            // Rows wider than one vector of pairs; an even left padding.
+            (2, 3, 18, 35, 40, (0, 1)),
+            (1, 4, 17, 9, 33, (1, 2)),
         ];
         for (case, &(batch, c, m, h, w, (pt, pl))) in cases.iter().enumerate() {
             let geo = Geometry {

@@ -11,6 +11,7 @@ use runnx_ir::{DataType, Element, Tensor, Value};
 
 use super::conv::{Sampling, Window, WindowAttrs};
 use super::norm::{FloatKind, Real};
+use crate::kernels::multiversion;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
 pub(crate) fn register(reg: &mut Registry) {
@@ -324,6 +325,77 @@ fn max_pool_2d<T: MaxElement>(plane: &[T], out: &mut [T], w: &Window) {
     }
 }
 
+/// Whether `w` is the usual 2-D 2x2 stride-2 pool with every window inside the input.
+fn is_pair_pool(w: &Window) -> bool {
+    w.input.len() == 2
+        && w.kernel == [2, 2]
+        && w.strides == [2, 2]
+        && w.dilations == [1, 1]
+        && w.pads_begin == [0, 0]
+        && 2 * w.output[0] <= w.input[0]
+        && 2 * w.output[1] <= w.input[1]
+}
+
+/// f32 MaxPool over 2x2 stride-2 windows (see [`is_pair_pool`]), vectorised. As in the general
+/// path a NaN never wins over a number; a window of NaNs gives NaN.
+fn pair_pool(xs: &[f32], r: &Resolved) -> Vec<f32> {
+    let planes = xs.len() / r.in_plane.max(1);
+    let mut y = vec![0f32; planes * r.out_plane];
+    let (in_width, out_width) = (r.window.input[1], r.window.output[1]);
+    let work = y.len() * 4;
+    for_each_plane(
+        xs,
+        r.in_plane,
+        &mut y,
+        r.out_plane,
+        work,
+        |_, plane, out| pair_pool_plane(plane, out, in_width, out_width),
+    );
+    y
+}
+
+multiversion! {
+    fn pair_pool_plane(plane: &[f32], out: &mut [f32], in_width: usize, out_width: usize)
+        => pair_pool_body
+}
+
+#[inline(always)]
+fn pair_pool_body(plane: &[f32], out: &mut [f32], in_width: usize, out_width: usize) {
+    const LANES: usize = 16;
+    if out_width == 0 {
+        return;
+    }
+    for row in 0..out.len() / out_width {
+        let (top, bottom, at) = (
+            2 * row * in_width,
+            (2 * row + 1) * in_width,
+            row * out_width,
+        );
+        let mut col = 0;
+        // Whole vectors: 2·LANES inputs from each row make LANES outputs. Past the row's end
+        // they read the next rows and write the start of the next output row, which that row
+        // then rewrites.
+        while col < out_width
+            && bottom + 2 * col + 2 * LANES <= plane.len()
+            && at + col + LANES <= out.len()
+        {
+            let load = |start: usize| -> [f32; 2 * LANES] {
+                *<&[f32; 2 * LANES]>::try_from(&plane[start + 2 * col..][..2 * LANES])
+                    .expect("2·LANES floats")
+            };
+            let (a, b) = (load(top), load(bottom));
+            let m: [f32; 2 * LANES] = std::array::from_fn(|l| a[l].max(b[l]));
+            let pooled: [f32; LANES] = std::array::from_fn(|l| m[2 * l].max(m[2 * l + 1]));
+            out[at + col..at + col + LANES].copy_from_slice(&pooled);
+            col += LANES;
+        }
+        for c in col..out_width {
+            let (i, j) = (top + 2 * c, bottom + 2 * c);
+            out[at + c] = plane[i].max(plane[i + 1]).max(plane[j].max(plane[j + 1]));
+        }
+    }
+}
+
 /// A row-major position within `dims` re-expressed column-major (first dim fastest).
 fn column_major(mut pos: usize, dims: &[usize]) -> usize {
     let mut coords = vec![0; dims.len()];
@@ -344,6 +416,10 @@ impl Kernel for MaxPool {
         let x = inputs.tensor(0)?;
         let r = self.window.resolve(x.shape())?;
         let indices = self.indices;
+        if x.dtype() == DataType::Float && !indices && is_pair_pool(&r.window) {
+            let y = pair_pool(x.as_slice::<f32>()?, &r);
+            return Ok(vec![Tensor::from_vec(r.out_shape.clone(), y)?.into()]);
+        }
         match x.dtype() {
             DataType::Float => self.typed::<f32>(x, &r, indices),
             DataType::Double => self.typed::<f64>(x, &r, indices),
@@ -834,6 +910,47 @@ mod tests {
             out[1].as_tensor().unwrap().as_slice::<i64>().unwrap(),
             &[3, 7, 5, 7]
         );
+    }
+
+    #[test]
+    fn pair_pool_matches_window_maxima() {
+        // (N, C, H, W): planes narrower and wider than a vector, odd sides (floor), rows whose
+        // vectors run into the next rows.
+        for (case, &(n, c, h, w)) in [(1, 3, 26, 26), (2, 2, 7, 9), (1, 1, 2, 70), (1, 2, 40, 33)]
+            .iter()
+            .enumerate()
+        {
+            let len = n * c * h * w;
+            let xs: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919 + case * 131) % 1009) as f32 - 500.0)
+                .collect();
+            let x = Tensor::from_vec([n, c, h, w], xs.clone()).unwrap();
+            let pool = MaxPool {
+                window: window(&[2, 2], &[2, 2], &[0, 0, 0, 0], false),
+                column_major: false,
+                indices: false,
+            };
+            let r = pool.window.resolve(x.shape()).unwrap();
+            assert!(is_pair_pool(&r.window));
+            let y = pool.run(Inputs::new(vec![Some(x.into())])).unwrap();
+            let y = y[0].as_tensor().unwrap();
+            let (oh, ow) = (h / 2, w / 2);
+            assert_eq!(y.shape(), &[n, c, oh, ow]);
+            let y = y.as_slice::<f32>().unwrap();
+            for p in 0..n * c {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let at = |di: usize, dj: usize| xs[(p * h + 2 * i + di) * w + 2 * j + dj];
+                        let want = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+                        assert_eq!(
+                            y[(p * oh + i) * ow + j],
+                            want,
+                            "case {case} plane {p} ({i}, {j})"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
