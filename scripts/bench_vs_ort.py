@@ -23,6 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+# numpy's OpenBLAS starts a thread per core that busy-waits for work; on a 2-core machine it
+# competes with both engines' second thread (onnxruntime's 2-thread MNIST MLP ran 1.3x slower
+# beside it). Nothing here needs BLAS threads. Set before numpy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import numpy as np
 import onnxruntime as ort
 

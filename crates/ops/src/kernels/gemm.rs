@@ -985,10 +985,11 @@ fn sgemm_view(m: MatRef<'_, f32>) -> runnx_sgemm::View<'_> {
     }
 }
 
-/// Below this many multiply-adds an f32 product stays on one thread: waking a second thread
-/// costs more than it saves (an 8x784x128 product, 0.8 M multiply-adds, ran 1.5x slower on two
-/// threads than on one).
-const SGEMM_MIN_PARALLEL_MACS: usize = 1 << 20;
+/// Below this many multiply-adds an f32 product stays on one thread. The session's workers stay
+/// awake through a run (`runtime::threads`), so a split pays off early: the MNIST MLP at batch 8
+/// (an 8x784x128 product, 0.8 M multiply-adds) ran 0.017-0.018 ms on two threads with the split
+/// and 0.020-0.021 without (noisy machine; the one-thread run is 0.020).
+const SGEMM_MIN_PARALLEL_MACS: usize = 1 << 18;
 
 /// A virtual matrix as a block source for runnx-sgemm.
 struct SgemmSource<'a>(&'a dyn VirtualMatrix<f32>);

@@ -23,8 +23,9 @@ use super::gemm::{Activation, SendPtr};
 /// Transformed input floats (16 × C × tiles) one task works on: 512 KB, about L2.
 const BLOCK_FLOATS: usize = 1 << 17;
 
-/// Below this many multiply-adds a conv stays on the calling thread.
-const MIN_PARALLEL_MACS: usize = 1 << 20;
+/// Below this many multiply-adds a conv stays on the calling thread (MNIST's 3x3-output conv,
+/// 0.26 M, ran 0.016 ms on one thread and 0.012 on two).
+const MIN_PARALLEL_MACS: usize = 1 << 18;
 
 /// A 3x3 filter `[M, C, 3, 3]` transformed and packed for F(2x2, 3x3).
 pub struct Winograd3x3 {
