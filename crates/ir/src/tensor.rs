@@ -242,6 +242,12 @@ impl Tensor {
         })
     }
 
+    /// The elements as a vector when this is the only reference and `T` the element type;
+    /// `None` (dropping this reference) otherwise. For recycling buffers, never copies.
+    pub fn into_unique_vec<T: Element>(self) -> Option<Vec<T>> {
+        T::into_vec(Arc::try_unwrap(self.data).ok()?).ok()
+    }
+
     /// The buffer, without copying when this is the only reference.
     pub fn into_data(self) -> TensorData {
         Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())

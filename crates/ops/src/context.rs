@@ -272,7 +272,23 @@ impl Inputs {
         self.values.iter().skip(start).map(Option::as_ref)
     }
 
-    pub fn into_values(self) -> Vec<Option<Value>> {
-        self.values
+    pub fn into_values(mut self) -> Vec<Option<Value>> {
+        std::mem::take(&mut self.values)
+    }
+}
+
+/// The inputs a kernel did not take are dropped here, after it ran: the activations whose last
+/// use this was hand their buffers to the next allocations ([`crate::kernels::buffers`]).
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        for value in self.values.drain(..).flatten() {
+            if let Value::Tensor(t) = value {
+                if t.dtype() == runnx_ir::DataType::Float {
+                    if let Some(v) = t.into_unique_vec::<f32>() {
+                        crate::kernels::buffers::recycle(v);
+                    }
+                }
+            }
+        }
     }
 }

@@ -331,6 +331,12 @@ pub trait GemmScalar: Copy + Send + Sync + PartialOrd + std::fmt::Debug + 'stati
     fn mul(self, other: Self) -> Self;
 
     /// Packs a constant A once; `None` when this type has no packed kernels.
+    /// A vector of `len` elements with unspecified contents, for an output written whole
+    /// (recycled for f32: [`crate::kernels::buffers`]).
+    fn output_buffer(len: usize) -> Vec<Self> {
+        vec![Self::ZERO; len]
+    }
+
     fn pack_lhs(_a: MatRef<'_, Self>) -> Option<Self::PackedLhs> {
         None
     }
@@ -423,6 +429,9 @@ impl GemmScalar for f32 {
     }
     fn mul(self, other: Self) -> Self {
         self * other
+    }
+    fn output_buffer(len: usize) -> Vec<f32> {
+        crate::kernels::buffers::f32_buffer(len)
     }
     fn pack_lhs(a: MatRef<'_, Self>) -> Option<Self::PackedLhs> {
         Some(runnx_sgemm::PackedA::new(sgemm_view(a)))

@@ -39,6 +39,7 @@ macro_rules! multiversion {
 pub(crate) use multiversion;
 
 pub mod broadcast;
+pub mod buffers;
 pub mod gemm;
 pub mod vecmath;
 pub mod winograd;

@@ -120,7 +120,8 @@ impl Winograd3x3 {
         let (c, m) = (self.channels, self.outputs);
         let (in_plane, out_plane) = (geo.in_height * geo.in_width, geo.out_height * geo.out_width);
         assert_eq!(x.len(), geo.batch * c * in_plane, "winograd: input size");
-        let mut y = vec![0f32; geo.batch * m * out_plane];
+        // Every output is written by the tile covering it.
+        let mut y = crate::kernels::buffers::f32_buffer(geo.batch * m * out_plane);
         assert!(post.residual.is_none_or(|z| z.len() == y.len()));
         assert!(post.bias.is_none_or(|b| b.len() == m));
         let tile_cols = geo.out_width.div_ceil(2);

@@ -101,7 +101,8 @@ impl MatMulPlan {
         packed: Option<&T::PackedRhs>,
     ) -> Result<Vec<T>, OpError> {
         let (m, k, n) = (self.m, self.k, self.n);
-        let mut out = vec![T::ZERO; self.batch() * m * n];
+        // Written whole: every product below is a GEMM with a write-only C.
+        let mut out = T::output_buffer(self.batch() * m * n);
         if out.is_empty() {
             return Ok(out);
         }

@@ -340,7 +340,8 @@ fn is_pair_pool(w: &Window) -> bool {
 /// path a NaN never wins over a number; a window of NaNs gives NaN.
 fn pair_pool(xs: &[f32], r: &Resolved) -> Vec<f32> {
     let planes = xs.len() / r.in_plane.max(1);
-    let mut y = vec![0f32; planes * r.out_plane];
+    // Every output row is written (whole vectors, then the remainder).
+    let mut y = crate::kernels::buffers::f32_buffer(planes * r.out_plane);
     let (in_width, out_width) = (r.window.input[1], r.window.output[1]);
     let work = y.len() * 4;
     for_each_plane(
