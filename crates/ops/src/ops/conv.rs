@@ -1990,6 +1990,15 @@ mod tests {
                 &[1, 2, 1],
                 &[1, 1, 2],
             ),
+            // A tiny output plane (MNIST's third conv, batched).
+            (
+                &[3, 64, 5, 5],
+                &[64, 64, 3, 3],
+                1,
+                &[0, 0, 0, 0],
+                &[1, 1],
+                &[1, 1],
+            ),
             // Several im2col column blocks, split mid-row, on several threads.
             (
                 &[2, 24, 41, 43],
@@ -2021,88 +2030,47 @@ mod tests {
                 .unwrap();
             let want = reference_conv(&x, xs, &w, ws, group, &win);
             assert_eq!(got, want, "{xs:?} {ws:?}");
+            if group == 1 {
+                pool.install(|| check_transposed(&x, xs, &w, ws, &win, &want));
+            }
         }
     }
 
-    #[test]
-    fn transposed_forward_matches_definition() {
-        // (x shape, w shape, pads, strides, dilations): small planes, batches, padding.
-        type Case<'a> = (
-            &'a [usize],
-            &'a [usize],
-            &'a [usize],
-            &'a [usize],
-            &'a [usize],
-        );
-        let cases: &[Case] = &[
-            (
-                &[1, 64, 5, 5],
-                &[64, 64, 3, 3],
-                &[0, 0, 0, 0],
-                &[1, 1],
-                &[1, 1],
-            ),
-            (
-                &[3, 5, 4, 6],
-                &[37, 5, 3, 2],
-                &[1, 0, 2, 1],
-                &[2, 1],
-                &[1, 2],
-            ),
-            (&[2, 3, 7], &[33, 3, 3], &[1, 2], &[2], &[1]),
-            (
-                &[2, 2, 3, 4, 3],
-                &[5, 2, 2, 3, 2],
-                &[1, 0, 1, 0, 1, 1],
-                &[1, 2, 1],
-                &[1, 1, 2],
-            ),
-        ];
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        for &(xs, ws, pads, strides, dilations) in cases {
-            let (x, w) = (seq(xs.iter().product()), seq(ws.iter().product()));
-            let a = WindowAttrs {
-                kernel_shape: None,
-                strides: Some(strides.to_vec()),
-                dilations: Some(dilations.to_vec()),
-                pads: Some(pads.to_vec()),
-                auto_pad: AutoPad::NotSet,
+    /// [`transposed_forward`] on an f32 copy of a case, with a bias, a residual or not and a
+    /// Relu, against the f64 reference `want`.
+    fn check_transposed(
+        x: &[f64],
+        xs: &[usize],
+        w: &[f64],
+        ws: &[usize],
+        win: &Window,
+        want: &[f64],
+    ) {
+        let dims = ConvDims::new(xs, ws, 1, false).unwrap();
+        let out_plane: usize = win.output.iter().product();
+        let bias: Vec<f32> = (0..ws[0]).map(|m| m as f32 - 7.5).collect();
+        let residual: Vec<f32> = (0..want.len()).map(|i| (i % 5) as f32 - 2.0).collect();
+        let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+        let k_dim = w.len() / ws[0];
+        let filter_t = f32::pack_rhs(MatRef::new(&w, k_dim, ws[0], 1, k_dim).unwrap()).unwrap();
+        for with_residual in [false, true] {
+            let post = ConvPost {
+                residual: with_residual.then_some(residual.as_slice()),
+                activation: Activation::Relu,
             };
-            let win = a.resolve(&xs[2..], &ws[2..], false).unwrap();
-            let dims = ConvDims::new(xs, ws, 1, false).unwrap();
-            let want = reference_conv(&x, xs, &w, ws, 1, &win);
-            let out_plane: usize = win.output.iter().product();
-            let bias: Vec<f32> = (0..ws[0]).map(|m| m as f32 - 7.5).collect();
-            let residual: Vec<f32> = (0..want.len()).map(|i| (i % 5) as f32 - 2.0).collect();
-            let (x, w): (Vec<f32>, Vec<f32>) = (
-                x.iter().map(|&v| v as f32).collect(),
-                w.iter().map(|&v| v as f32).collect(),
-            );
-            let k_dim = w.len() / ws[0];
-            let filter_t = f32::pack_rhs(MatRef::new(&w, k_dim, ws[0], 1, k_dim).unwrap()).unwrap();
-            for with_residual in [false, true] {
-                let post = ConvPost {
-                    residual: with_residual.then_some(residual.as_slice()),
-                    activation: Activation::Relu,
-                };
-                let got = pool
-                    .install(|| transposed_forward(&x, &filter_t, Some(&bias), &dims, &win, &post))
-                    .unwrap();
-                for (i, (&g, &r)) in got.iter().zip(&want).enumerate() {
-                    let mut v = r + bias[(i / out_plane) % ws[0]] as f64;
-                    if with_residual {
-                        v += residual[i] as f64;
-                    }
-                    let v = v.max(0.0);
-                    assert!(
-                        (g as f64 - v).abs() <= 1e-3 * v.abs().max(1.0),
-                        "{xs:?} {ws:?} at {i}: {g} vs {v}"
-                    );
+            let got = transposed_forward(&x, &filter_t, Some(&bias), &dims, win, &post).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (i, (&g, &r)) in got.iter().zip(want).enumerate() {
+                let mut v = r + bias[(i / out_plane) % ws[0]] as f64;
+                if with_residual {
+                    v += residual[i] as f64;
                 }
-                assert_eq!(got.len(), want.len());
+                let v = v.max(0.0);
+                assert!(
+                    (g as f64 - v).abs() <= 1e-3 * v.abs().max(1.0),
+                    "{xs:?} {ws:?} at {i}: {g} vs {v}"
+                );
             }
         }
     }
