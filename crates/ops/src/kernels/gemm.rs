@@ -330,13 +330,13 @@ pub trait GemmScalar: Copy + Send + Sync + PartialOrd + std::fmt::Debug + 'stati
     fn add(self, other: Self) -> Self;
     fn mul(self, other: Self) -> Self;
 
-    /// Packs a constant A once; `None` when this type has no packed kernels.
     /// A vector of `len` elements with unspecified contents, for an output written whole
     /// (recycled for f32: [`crate::kernels::buffers`]).
     fn output_buffer(len: usize) -> Vec<Self> {
         vec![Self::ZERO; len]
     }
 
+    /// Packs a constant A once; `None` when this type has no packed kernels.
     fn pack_lhs(_a: MatRef<'_, Self>) -> Option<Self::PackedLhs> {
         None
     }
