@@ -498,6 +498,91 @@ struct Im2Col<'a, T> {
     x: &'a [T],
     channels: usize,
     sampling: &'a Sampling,
+    /// For a 2-D conv with a column stride: `x` with each row's columns grouped by phase
+    /// ([`ColumnPhases`]), so that [`Im2Col::fill_panels`] copies contiguous runs.
+    phases: Option<ColumnPhases<T>>,
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of an im2col panel (a panel is 32 wide):
+/// inline 8-element moves instead of a memcpy call per run, whose fixed cost was most of the
+/// copy.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    const CHUNK: usize = 8;
+    let n = dst.len();
+    assert_eq!(n, src.len());
+    if n < CHUNK {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v;
+        }
+        return;
+    }
+    let mut at = 0;
+    while at + CHUNK <= n {
+        dst[at..at + CHUNK].copy_from_slice(&src[at..at + CHUNK]);
+        at += CHUNK;
+    }
+    if at < n {
+        // The last whole chunk, overlapping what was already copied.
+        dst[n - CHUNK..].copy_from_slice(&src[n - CHUNK..]);
+    }
+}
+
+/// Writes `row`'s elements `p, p + stride, ...` to `out[p·w..]` for each phase `p < stride`,
+/// where `w = out.len() / stride` is at least `row.len().div_ceil(stride)`; the tails of the
+/// shorter phases are left as they are.
+pub(super) fn split_phases<T: Copy>(row: &[T], stride: usize, out: &mut [T]) {
+    let phase_width = out.len() / stride.max(1);
+    debug_assert!(phase_width >= row.len().div_ceil(stride.max(1)));
+    if stride == 2 {
+        // The common case, in a form that vectorises (pairs to evens and odds).
+        let (evens, odds) = out.split_at_mut(phase_width);
+        for ((pair, e), o) in row.chunks_exact(2).zip(evens.iter_mut()).zip(odds.iter_mut()) {
+            (*e, *o) = (pair[0], pair[1]);
+        }
+        if row.len() % 2 == 1 {
+            evens[row.len() / 2] = row[row.len() - 1];
+        }
+        return;
+    }
+    for (phase, dst) in out.chunks_exact_mut(phase_width).enumerate() {
+        for (d, &v) in dst.iter_mut().zip(row.iter().skip(phase).step_by(stride)) {
+            *d = v;
+        }
+    }
+}
+
+/// Input rows with their columns regrouped by phase (column mod stride): row `r` holds the
+/// columns `p, p + stride, ...` of phase `p` at `r·stride·phase_width + p·phase_width`. A strided
+/// sampling of a row is then a contiguous run of one phase. Built once per conv call; it turns
+/// the strided element-by-element im2col copies of ResNet's 7x7 stride-2 stem (43% of its time)
+/// into memcpys.
+struct ColumnPhases<T> {
+    data: Vec<T>,
+    stride: usize,
+    phase_width: usize,
+}
+
+impl<T: GemmScalar> ColumnPhases<T> {
+    fn new(x: &[T], width: usize, stride: usize) -> ColumnPhases<T> {
+        let phase_width = width.div_ceil(stride);
+        let rows = x.len() / width.max(1);
+        // The tails of phases shorter than phase_width are never sampled.
+        let mut data = vec![T::ZERO; rows * stride * phase_width];
+        for (row, out) in x.chunks_exact(width).zip(data.chunks_exact_mut(stride * phase_width)) {
+            split_phases(row, stride, out);
+        }
+        ColumnPhases {
+            data,
+            stride,
+            phase_width,
+        }
+    }
+
+    /// Where the sample at column `column` of a row lies within that row's phases.
+    fn position(&self, column: usize) -> usize {
+        (column % self.stride) * self.phase_width + column / self.stride
+    }
 }
 
 impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
@@ -534,49 +619,90 @@ impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
         if s.kernel.len() != 2 || width == 0 {
             return false;
         }
-        let (kernel_len, plane_len) = (s.kernel_len(), s.plane_len());
+        let kernel_len = s.kernel_len();
         let (out_width, in_width) = (s.sweep[1], s.plane[1]);
         let (stride_y, stride_x) = (s.strides[0], s.strides[1]);
         let kc = rows.len();
-        for (p, r) in rows.enumerate() {
-            let plane = &self.x[(r / kernel_len) * plane_len..][..plane_len];
-            let k = r % kernel_len;
-            let ((valid_y, first_y), (valid_x, first_x)) = (&s.valid[2 * k], &s.valid[2 * k + 1]);
-            for (panel, first) in cols.clone().step_by(width).enumerate() {
-                let dst = &mut out[(panel * kc + p) * width..][..width];
-                let end = (first + width).min(cols.end);
+        // The rows samples are taken from: the input's, or their phase-split copies.
+        let (source, row_len) = match &self.phases {
+            Some(phases) => (&phases.data[..], phases.stride * phases.phase_width),
+            None => (self.x, in_width),
+        };
+        let source_plane = s.plane[0] * row_len;
+        // Panel by panel, so that each panel's rows are written one after another (row by row
+        // across all panels scattered the stores over the whole block: 2x slower on ResNet's
+        // stem); the few input rows a panel samples stay in L1 meanwhile.
+        // The output position of the panel's first column, carried along instead of divided.
+        // Per row, worked out once for all panels (divisions were 15% of the fill): its input
+        // plane's offset in `source`, its kernel offset, and where in a source row the sample
+        // of output column valid_x.start lies.
+        let sample_step = if self.phases.is_some() { 1 } else { stride_x };
+        let row_plans: Vec<(usize, usize, usize)> = rows
+            .clone()
+            .map(|r| {
+                let k = r % kernel_len;
+                let first_x = s.valid[2 * k + 1].1;
+                let first_sample = self
+                    .phases
+                    .as_ref()
+                    .map_or(first_x, |phases| phases.position(first_x));
+                ((r / kernel_len) * source_plane, k, first_sample)
+            })
+            .collect();
+        let (mut panel_y, mut panel_x) = (cols.start / out_width, cols.start % out_width);
+        for (panel, first) in cols.clone().step_by(width).enumerate() {
+            let end = (first + width).min(cols.end);
+            let panel_out = &mut out[panel * kc * width..][..kc * width];
+            for (dst, &(plane_at, k, first_sample)) in
+                panel_out.chunks_exact_mut(width).zip(&row_plans)
+            {
+                let plane = &source[plane_at..][..source_plane];
+                let ((valid_y, first_y), (valid_x, _)) = (&s.valid[2 * k], &s.valid[2 * k + 1]);
+                let (mut oy, mut ox) = (panel_y, panel_x);
                 let mut j = first;
                 while j < end {
-                    let (oy, ox) = (j / out_width, j % out_width);
                     let len = (out_width - ox).min(end - j);
                     let seg = &mut dst[j - first..j - first + len];
-                    j += len;
-                    if !valid_y.contains(&oy) {
-                        seg.fill(T::ZERO);
-                        continue;
-                    }
-                    let iy = first_y + (oy - valid_y.start) * stride_y;
-                    let row = &plane[iy * in_width..][..in_width];
-                    // Output columns ox..ox+len: zeros left of valid_x, samples, zeros right.
-                    let lo = valid_x.start.clamp(ox, ox + len);
-                    let hi = valid_x.end.clamp(lo, ox + len);
-                    seg[..lo - ox].fill(T::ZERO);
-                    seg[hi - ox..].fill(T::ZERO);
-                    if lo < hi {
-                        let start = first_x + (lo - valid_x.start) * stride_x;
+                    if valid_y.contains(&oy) {
+                        let iy = first_y + (oy - valid_y.start) * stride_y;
+                        let row = &plane[iy * row_len..][..row_len];
+                        // Output columns ox..ox+len: zeros left of valid_x, samples, zeros right.
+                        let lo = valid_x.start.clamp(ox, ox + len);
+                        let hi = valid_x.end.clamp(lo, ox + len);
+                        // (Most runs have no padding: skip the empty fills' memset calls.)
+                        if lo > ox {
+                            seg[..lo - ox].fill(T::ZERO);
+                        }
+                        if hi < ox + len {
+                            seg[hi - ox..].fill(T::ZERO);
+                        }
                         let samples = &mut seg[lo - ox..hi - ox];
-                        if stride_x == 1 {
-                            samples.copy_from_slice(&row[start..start + samples.len()]);
+                        let start = first_sample + (lo - valid_x.start) * sample_step;
+                        if samples.is_empty() {
+                            // All padding (`start` may lie past the row).
+                        } else if sample_step == 1 {
+                            copy_run(samples, &row[start..start + samples.len()]);
                         } else {
                             samples
                                 .iter_mut()
-                                .zip(row[start..].iter().step_by(stride_x))
+                                .zip(row[start..].iter().step_by(sample_step))
                                 .for_each(|(d, &v)| *d = v);
                         }
+                    } else {
+                        seg.fill(T::ZERO);
+                    }
+                    j += len;
+                    ox += len;
+                    if ox == out_width {
+                        (oy, ox) = (oy + 1, 0);
                     }
                 }
                 dst[end - first..].fill(T::ZERO);
             }
+            // The next panel starts `width` columns on.
+            panel_x += width;
+            panel_y += panel_x / out_width;
+            panel_x %= out_width;
         }
         true
     }
@@ -752,6 +878,8 @@ fn conv_forward<T: GemmScalar>(
                 x: x_g,
                 channels: cg,
                 sampling: &sampling,
+                phases: (window.input.len() == 2 && window.strides[1] > 1)
+                    .then(|| ColumnPhases::new(x_g, window.input[1], window.strides[1])),
             };
             gemm(T::ONE, w_g, Rhs::Virtual(&col), T::ZERO, out, &epilogue)
         }
@@ -1144,8 +1272,20 @@ fn run_conv(
 type ConvForward<'a, R> = dyn Fn(&[R], &[R], Option<&[R]>, &ConvDims, &Window, &ConvPost<'_, R>) -> Result<Vec<R>, OpError>
     + 'a;
 
+/// Below this many tiles in a run (batch times tiles per plane), a Winograd filter larger than
+/// [`WINOGRAD_CACHED_FILTER`] loses to im2col: each of its 16/9 as many weights serves too few
+/// tiles to pay for being read from memory. ResNet-18's 512-channel 7x7 convs (16 tiles, 16.8
+/// MB filters) took 2.6 ms with Winograd and 2.2 ms with im2col at batch 1; at batch 8 (128
+/// tiles) Winograd won, 13.3 against 16.0 ms, as on its 14x14 planes (49 tiles) at batch 1.
+const WINOGRAD_MIN_TILES: usize = 32;
+
+/// Winograd filters up to this size (bytes) stay in cache between runs, whatever the tiles.
+const WINOGRAD_CACHED_FILTER: usize = 1 << 20;
+
 /// Whether this run's geometry is the one `wg` was built for and its plane large enough.
 fn winograd_fits(wg: &Winograd3x3, dims: &ConvDims, window: &Window) -> bool {
+    let tiles = dims.batch * window.output[0].div_ceil(2) * window.output[1].div_ceil(2);
+    let filter_bytes = 16 * wg.channels() * wg.outputs() * std::mem::size_of::<f32>();
     dims.group == 1
         && dims.in_channels == wg.channels()
         && dims.out_channels == wg.outputs()
@@ -1153,6 +1293,7 @@ fn winograd_fits(wg: &Winograd3x3, dims: &ConvDims, window: &Window) -> bool {
         && window.strides == [1, 1]
         && window.dilations == [1, 1]
         && Winograd3x3::pays_off(window.output[0], window.output[1])
+        && (tiles >= WINOGRAD_MIN_TILES || filter_bytes <= WINOGRAD_CACHED_FILTER)
 }
 
 fn winograd_forward(
@@ -2123,6 +2264,8 @@ mod tests {
             ([8, 8], [3, 2], [1, 3], [2, 1], [2, 0, 0, 2]),
             ([4, 11], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             ([3, 3], [3, 3], [1, 1], [1, 1], [2, 2, 2, 2]),
+            ([11, 13], [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
+            ([6, 5], [1, 1], [2, 4], [1, 1], [0, 0, 0, 0]),
         ];
         for (input, kernel, strides, dilations, pads) in cases {
             let attrs = WindowAttrs {
@@ -2138,18 +2281,26 @@ mod tests {
             let x: Vec<f64> = (0..channels * sampling.plane_len())
                 .map(|i| i as f64 + 1.0)
                 .collect();
-            let col = Im2Col {
+            let plain = Im2Col {
                 x: &x,
                 channels,
                 sampling: &sampling,
+                phases: None,
             };
-            let (k, n) = (col.rows(), col.cols());
+            let (k, n) = (plain.rows(), plain.cols());
             let mut full = vec![0.0; k * n];
-            col.fill(0..k, 0..n, &mut full);
-            for (rows, cols, width) in [
-                (0..k, 0..n, 4),
-                (1..k, 3..n, 5),
-                (0..k.min(3), 2..n.min(9), 16),
+            plain.fill(0..k, 0..n, &mut full);
+            // The panels with the strided rows read as they are and from phase-split copies.
+            let phased = Im2Col {
+                phases: Some(ColumnPhases::new(&x, input[1], strides[1])),
+                ..plain
+            };
+            for (col, rows, cols, width) in [
+                (&plain, 0..k, 0..n, 4),
+                (&plain, 1..k, 3..n, 5),
+                (&plain, 0..k.min(3), 2..n.min(9), 16),
+                (&phased, 0..k, 0..n, 4),
+                (&phased, 1..k, 3..n, 5),
             ] {
                 let kc = rows.len();
                 let mut panels = vec![f64::NAN; cols.len().div_ceil(width) * width * kc];
