@@ -537,7 +537,11 @@ pub(super) fn split_phases<T: Copy>(row: &[T], stride: usize, out: &mut [T]) {
     if stride == 2 {
         // The common case, in a form that vectorises (pairs to evens and odds).
         let (evens, odds) = out.split_at_mut(phase_width);
-        for ((pair, e), o) in row.chunks_exact(2).zip(evens.iter_mut()).zip(odds.iter_mut()) {
+        for ((pair, e), o) in row
+            .chunks_exact(2)
+            .zip(evens.iter_mut())
+            .zip(odds.iter_mut())
+        {
             (*e, *o) = (pair[0], pair[1]);
         }
         if row.len() % 2 == 1 {
@@ -569,7 +573,10 @@ impl<T: GemmScalar> ColumnPhases<T> {
         let rows = x.len() / width.max(1);
         // The tails of phases shorter than phase_width are never sampled.
         let mut data = vec![T::ZERO; rows * stride * phase_width];
-        for (row, out) in x.chunks_exact(width).zip(data.chunks_exact_mut(stride * phase_width)) {
+        for (row, out) in x
+            .chunks_exact(width)
+            .zip(data.chunks_exact_mut(stride * phase_width))
+        {
             split_phases(row, stride, out);
         }
         ColumnPhases {

@@ -280,7 +280,14 @@ fn max_pool_2d<T: MaxElement>(plane: &[T], out: &mut [T], w: &Window) {
     // kernel column kw then reads a contiguous run of one phase rather than every step-th
     // element, and its compares vectorise (ResNet-18's 3x3 stride-2 pool: 0.81 -> 0.38 ms).
     let phase_width = width.div_ceil(step as usize);
-    let mut phases = vec![T::LOWEST; if step > 1 { phase_width * step as usize } else { 0 }];
+    let mut phases = vec![
+        T::LOWEST;
+        if step > 1 {
+            phase_width * step as usize
+        } else {
+            0
+        }
+    ];
     for (row, out_row) in out.chunks_mut(out_width).enumerate() {
         column_max.fill(T::LOWEST);
         let mut any_row = false;
@@ -993,7 +1000,12 @@ mod tests {
             let r = pool.window.resolve(x.shape()).unwrap();
             assert!(!is_pair_pool(&r.window));
             let y = pool.run(Inputs::new(vec![Some(x.into())])).unwrap();
-            let y = y[0].as_tensor().unwrap().as_slice::<f32>().unwrap().to_vec();
+            let y = y[0]
+                .as_tensor()
+                .unwrap()
+                .as_slice::<f32>()
+                .unwrap()
+                .to_vec();
             let (oh, ow) = (r.window.output[0], r.window.output[1]);
             assert_eq!(y.len(), 2 * oh * ow);
             for p in 0..2 {
