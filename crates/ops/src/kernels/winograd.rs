@@ -104,6 +104,11 @@ impl Winograd3x3 {
         self.outputs
     }
 
+    /// The size of the transformed filter a run reads: 16 `channels x outputs` f32 matrices.
+    pub fn filter_bytes(&self) -> usize {
+        16 * self.channels * self.outputs * std::mem::size_of::<f32>()
+    }
+
     /// Whether F(2x2, 3x3) saves work on an `out_height x out_width` plane: a plane with odd
     /// sides computes whole tiles (a 3x3 output takes 4 tiles, 16 positions). Direct GEMM
     /// costs 9 multiply-adds per output, Winograd 16 per tile; ask for a 1.2x saving. (On small

@@ -636,10 +636,6 @@ impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
             None => (self.x, in_width),
         };
         let source_plane = s.plane[0] * row_len;
-        // Panel by panel, so that each panel's rows are written one after another (row by row
-        // across all panels scattered the stores over the whole block: 2x slower on ResNet's
-        // stem); the few input rows a panel samples stay in L1 meanwhile.
-        // The output position of the panel's first column, carried along instead of divided.
         // Per row, worked out once for all panels (divisions were 15% of the fill): its input
         // plane's offset in `source`, its kernel offset, and where in a source row the sample
         // of output column valid_x.start lies.
@@ -656,6 +652,10 @@ impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
                 ((r / kernel_len) * source_plane, k, first_sample)
             })
             .collect();
+        // Panel by panel, so that each panel's rows are written one after another (row by row
+        // across all panels scattered the stores over the whole block: 2x slower on ResNet's
+        // stem); the few input rows a panel samples stay in L1 meanwhile. The output position
+        // of the panel's first column is carried along instead of divided out.
         let (mut panel_y, mut panel_x) = (cols.start / out_width, cols.start % out_width);
         for (panel, first) in cols.clone().step_by(width).enumerate() {
             let end = (first + width).min(cols.end);
@@ -1292,7 +1292,6 @@ const WINOGRAD_CACHED_FILTER: usize = 1 << 20;
 /// Whether this run's geometry is the one `wg` was built for and its plane large enough.
 fn winograd_fits(wg: &Winograd3x3, dims: &ConvDims, window: &Window) -> bool {
     let tiles = dims.batch * window.output[0].div_ceil(2) * window.output[1].div_ceil(2);
-    let filter_bytes = 16 * wg.channels() * wg.outputs() * std::mem::size_of::<f32>();
     dims.group == 1
         && dims.in_channels == wg.channels()
         && dims.out_channels == wg.outputs()
@@ -1300,7 +1299,7 @@ fn winograd_fits(wg: &Winograd3x3, dims: &ConvDims, window: &Window) -> bool {
         && window.strides == [1, 1]
         && window.dilations == [1, 1]
         && Winograd3x3::pays_off(window.output[0], window.output[1])
-        && (tiles >= WINOGRAD_MIN_TILES || filter_bytes <= WINOGRAD_CACHED_FILTER)
+        && (tiles >= WINOGRAD_MIN_TILES || wg.filter_bytes() <= WINOGRAD_CACHED_FILTER)
 }
 
 fn winograd_forward(
