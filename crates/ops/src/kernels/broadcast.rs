@@ -195,6 +195,17 @@ pub fn par_chunks_apply<T: Send>(data: &mut [T], f: impl Fn(&mut [T]) + Sync) {
     }
 }
 
+/// As [`par_chunks_apply`], with every chunk a whole number of `row`-long rows (for ops that
+/// apply a per-column vector to each row).
+pub fn par_rows_apply<T: Send>(data: &mut [T], row: usize, f: impl Fn(&mut [T]) + Sync) {
+    if data.len() < PARALLEL_MIN_LEN || row == 0 {
+        f(data);
+    } else {
+        data.par_chunks_mut(chunk_len(data.len()).div_ceil(row) * row)
+            .for_each(|c| f(c));
+    }
+}
+
 fn chunk_len(len: usize) -> usize {
     let tasks = 4 * rayon::current_num_threads().max(1);
     len.div_ceil(tasks).max(MIN_CHUNK_LEN)

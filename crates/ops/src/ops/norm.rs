@@ -24,6 +24,12 @@ pub(crate) fn register(reg: &mut Registry) {
         build_batch_norm,
     );
     reg.add("", "LayerNormalization", 17, build_layer_norm);
+    reg.add(
+        "com.microsoft",
+        "SkipLayerNormalization",
+        1,
+        build_skip_layer_norm,
+    );
     reg.add("", "RMSNormalization", 23, build_rms_norm);
     reg.add_versions(
         "",
@@ -433,6 +439,124 @@ fn layer_norm<R: Real>(op: &LayerNorm, inputs: &Inputs) -> Result<Vec<Value>, Op
 impl Kernel for LayerNorm {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         by_float_kind!(inputs.tensor(0)?, layer_norm(self, &inputs))
+    }
+}
+
+/// onnxruntime's `com.microsoft.SkipLayerNormalization`: LayerNormalization over the last axis
+/// of `input + skip (+ bias)`, the residual connection and the bias of the linear layer before
+/// it added in the same pass. Inputs: input `(.., H)`, skip (input's shape, or its trailing
+/// dims), gamma `(H)`, optional beta `(H)` and bias `(H)`. Outputs: the result, optionally
+/// mean and inverse standard deviation (`(.., 1)`, float) and the sum itself.
+struct SkipLayerNorm {
+    epsilon: f32,
+    outputs: usize,
+}
+
+fn build_skip_layer_norm(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(SkipLayerNorm {
+        epsilon: info.attr_float("epsilon", 1e-12)?,
+        outputs: declared_outputs(info),
+    }))
+}
+
+/// Input `index`, a vector of `len` values along the normalised axis.
+fn hidden_vector<'a, R: Real>(
+    t: &'a Tensor,
+    index: usize,
+    len: usize,
+) -> Result<Cow<'a, [R]>, OpError> {
+    if t.shape() != [len] {
+        return Err(OpError::input(
+            index,
+            format!("shape {:?} is not the hidden size ({len})", t.shape()),
+        ));
+    }
+    R::read(t, index)
+}
+
+fn skip_layer_norm<R: Real>(op: &SkipLayerNorm, inputs: &Inputs) -> Result<Vec<Value>, OpError> {
+    let xt = inputs.tensor(0)?;
+    let shape = xt.shape();
+    let Some(&hidden) = shape.last() else {
+        return Err(OpError::input(
+            0,
+            "a scalar has no hidden axis to normalise",
+        ));
+    };
+    let skip_t = inputs.tensor(1)?;
+    let skip_shape = skip_t.shape();
+    if skip_shape.len() > shape.len()
+        || skip_shape.is_empty()
+        || skip_shape[..] != shape[shape.len() - skip_shape.len()..]
+    {
+        return Err(OpError::input(
+            1,
+            format!("skip shape {skip_shape:?} is not the input's {shape:?} or its trailing dims"),
+        ));
+    }
+    let gamma = hidden_vector::<R>(inputs.tensor(2)?, 2, hidden)?;
+    let beta = match inputs.opt_tensor(3)? {
+        Some(t) => Some(hidden_vector::<R>(t, 3, hidden)?),
+        None => None,
+    };
+    let bias = match inputs.opt_tensor(4)? {
+        Some(t) => Some(hidden_vector::<R>(t, 4, hidden)?),
+        None => None,
+    };
+    let x = R::read(xt, 0)?;
+    let skip = R::read(skip_t, 1)?;
+    // The sum, skip repeated over the leading dims it lacks.
+    let mut sum: Vec<R> = x.to_vec();
+    if !sum.is_empty() {
+        for rows in sum.chunks_mut(skip.len()) {
+            rows.iter_mut()
+                .zip(skip.iter())
+                .for_each(|(s, &k)| *s = *s + k);
+        }
+    }
+    if let Some(bias) = &bias {
+        for row in sum.chunks_mut(hidden.max(1)) {
+            row.iter_mut()
+                .zip(bias.iter())
+                .for_each(|(s, &b)| *s = *s + b);
+        }
+    }
+    let outer = if hidden == 0 { 0 } else { sum.len() / hidden };
+    let (y, stats) =
+        normalize_blocks(
+            &sum,
+            outer,
+            hidden,
+            R::of(op.epsilon),
+            true,
+            |_, yb| match &beta {
+                Some(b) => yb
+                    .iter_mut()
+                    .zip(gamma.iter())
+                    .zip(b.iter())
+                    .for_each(|((y, &g), &b)| *y = *y * g + b),
+                None => yb
+                    .iter_mut()
+                    .zip(gamma.iter())
+                    .for_each(|(y, &g)| *y = *y * g),
+            },
+        );
+    let mut outputs: Vec<Value> = vec![R::to_tensor(y, xt.dtype(), shape)?.into()];
+    if op.outputs > 1 {
+        let mut stat_shape = shape.to_vec();
+        *stat_shape.last_mut().expect("rank checked above") = 1;
+        let (mean, inv_std): (Vec<R>, Vec<R>) = stats.into_iter().unzip();
+        outputs.push(R::to_tensor(mean, DataType::Float, &stat_shape)?.into());
+        outputs.push(R::to_tensor(inv_std, DataType::Float, &stat_shape)?.into());
+        outputs.push(R::to_tensor(sum, xt.dtype(), shape)?.into());
+        outputs.truncate(op.outputs);
+    }
+    Ok(outputs)
+}
+
+impl Kernel for SkipLayerNorm {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        by_float_kind!(inputs.tensor(0)?, skip_layer_norm(self, &inputs))
     }
 }
 
@@ -1010,6 +1134,100 @@ mod tests {
         assert_eq!(floats(&out[1]), vec![2.0, 2.0]);
         assert_eq!(out[1].as_tensor().unwrap().shape(), &[2, 1]);
         assert_eq!(floats(&out[2])[0], 1.0);
+    }
+
+    /// LayerNormalization of one row in f64, straight from the definition.
+    fn reference_row(row: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> Vec<f64> {
+        let n = row.len() as f64;
+        let mean = row.iter().sum::<f64>() / n;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        row.iter()
+            .zip(gamma.iter().zip(beta))
+            .map(|(v, (g, b))| (v - mean) / (var + eps).sqrt() * g + b)
+            .collect()
+    }
+
+    #[test]
+    fn skip_layer_norm_normalises_the_sum() {
+        // (2, 3, 4) input, skip given whole and as its trailing (3, 4) dims, with and without
+        // bias and beta.
+        let x: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 * 0.5 - 2.0).collect();
+        let skip: Vec<f32> = (0..24).map(|i| ((i * 5) % 13) as f32 * 0.25).collect();
+        let gamma = vec![1.0f32, 2.0, 0.5, -1.0];
+        let beta = vec![0.1f32, 0.0, -0.2, 0.3];
+        let bias = vec![0.5f32, -0.5, 1.0, 0.0];
+        let eps = 1e-5f32;
+        let vector = |v: &[f32]| Tensor::from_vec([4], v.to_vec()).unwrap();
+        for skip_rows in [6, 3] {
+            for with_bias in [false, true] {
+                let skip_shape: Vec<usize> = if skip_rows == 6 {
+                    vec![2, 3, 4]
+                } else {
+                    vec![3, 4]
+                };
+                let mut ins = vec![
+                    Tensor::from_vec([2, 3, 4], x.clone()).unwrap(),
+                    Tensor::from_vec(skip_shape, skip[..skip_rows * 4].to_vec()).unwrap(),
+                    vector(&gamma),
+                ];
+                if with_bias {
+                    ins.push(vector(&beta));
+                    ins.push(vector(&bias));
+                }
+                let op = SkipLayerNorm {
+                    epsilon: eps,
+                    outputs: 4,
+                };
+                let out = skip_layer_norm::<f32>(&op, &inputs(ins)).unwrap();
+                let zeros = [0.0; 4];
+                let (b, bi) = if with_bias {
+                    (&beta[..], &bias[..])
+                } else {
+                    (&zeros[..], &zeros[..])
+                };
+                for r in 0..6 {
+                    let sum: Vec<f64> = (0..4)
+                        .map(|c| {
+                            f64::from(x[r * 4 + c])
+                                + f64::from(skip[(r % skip_rows) * 4 + c])
+                                + f64::from(bi[c])
+                        })
+                        .collect();
+                    let g64: Vec<f64> = gamma.iter().map(|&v| f64::from(v)).collect();
+                    let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+                    let want = reference_row(&sum, &g64, &b64, f64::from(eps));
+                    let got = &floats(&out[0])[r * 4..r * 4 + 4];
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (f64::from(*g) - w).abs() < 1e-5,
+                            "row {r}: {got:?} vs {want:?}"
+                        );
+                    }
+                    let sums = &floats(&out[3])[r * 4..r * 4 + 4];
+                    for (g, w) in sums.iter().zip(&sum) {
+                        assert!((f64::from(*g) - w).abs() < 1e-6);
+                    }
+                }
+                assert_eq!(out[1].as_tensor().unwrap().shape(), &[2, 3, 1]);
+                assert_eq!(out[2].as_tensor().unwrap().shape(), &[2, 3, 1]);
+            }
+        }
+    }
+
+    #[test]
+    fn skip_layer_norm_rejects_a_skip_that_does_not_match() {
+        let op = SkipLayerNorm {
+            epsilon: 1e-5,
+            outputs: 1,
+        };
+        let x = Tensor::from_vec([2, 4], vec![0f32; 8]).unwrap();
+        let gamma = Tensor::from_vec([4], vec![1f32; 4]).unwrap();
+        let skip = Tensor::from_vec([2, 1], vec![0f32; 2]).unwrap();
+        let err = skip_layer_norm::<f32>(&op, &inputs(vec![x.clone(), skip, gamma.clone()]));
+        assert!(err.unwrap_err().to_string().contains("skip shape"));
+        let short_gamma = Tensor::from_vec([2], vec![1f32; 2]).unwrap();
+        let err = skip_layer_norm::<f32>(&op, &inputs(vec![x.clone(), x, short_gamma]));
+        assert!(err.unwrap_err().to_string().contains("hidden size"));
     }
 
     #[test]

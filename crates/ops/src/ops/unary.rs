@@ -12,7 +12,7 @@ use runnx_ir::scalar::{F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ};
 use runnx_ir::{Element, Shape, Tensor, TensorData, Value};
 
 use super::elementwise::{unsupported, with_numeric_type, Numeric, NumericFn};
-use crate::kernels::broadcast::par_chunks_apply;
+use crate::kernels::broadcast::{par_chunks_apply, par_rows_apply};
 use crate::kernels::vecmath;
 use crate::registry::BuildFn;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
@@ -52,6 +52,7 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add("", "Gelu", 20, build_gelu);
     // onnxruntime's contrib op (erf form, no attributes): what runnx's optimizer fuses GELU into.
     reg.add("com.microsoft", "Gelu", 1, build_gelu);
+    reg.add("com.microsoft", "BiasGelu", 1, |_| Ok(Box::new(BiasGelu)));
     reg.add_versions("", "LeakyRelu", &[1, 6, 16], |i| {
         float(F::LeakyRelu {
             alpha: i.attr_float("alpha", 0.01)?,
@@ -382,6 +383,60 @@ impl Kernel for FloatKernel {
     }
 }
 
+/// onnxruntime's `com.microsoft.BiasGelu`: `Gelu(A + B)` (erf form) with B a vector along A's
+/// last axis, the bias of the linear layer before it added in the activation's pass.
+struct BiasGelu;
+
+impl Kernel for BiasGelu {
+    fn run(&self, mut inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let x = inputs.take_tensor(0)?;
+        let shape: Shape = x.shape().into();
+        let hidden = shape.last().copied().unwrap_or(1);
+        let bias = inputs.tensor(1)?;
+        if bias.shape() != [hidden] || bias.dtype() != x.dtype() {
+            return Err(OpError::input(
+                1,
+                format!(
+                    "bias must be a {} vector of A's last dim ({hidden}), got {} {:?}",
+                    x.dtype(),
+                    bias.dtype(),
+                    bias.shape()
+                ),
+            ));
+        }
+        let data = match (x.into_data(), bias.data()) {
+            (TensorData::Float(mut v), TensorData::Float(b)) => {
+                par_rows_apply(&mut v, hidden, |rows| add_bias_gelu(rows, b));
+                TensorData::Float(v)
+            }
+            (TensorData::Double(mut v), TensorData::Double(b)) => {
+                par_rows_apply(&mut v, hidden, |rows| add_bias_gelu(rows, b));
+                TensorData::Double(v)
+            }
+            (TensorData::Float16(v), TensorData::Float16(b)) => {
+                let (mut wide, b) = (v.to_f32_vec(), b.to_f32_vec());
+                par_rows_apply(&mut wide, hidden, |rows| add_bias_gelu(rows, &b));
+                TensorData::Float16(wide.iter().map(|&x| f16::from_f32(x)).collect())
+            }
+            (TensorData::Bfloat16(v), TensorData::Bfloat16(b)) => {
+                let (mut wide, b) = (v.to_f32_vec(), b.to_f32_vec());
+                par_rows_apply(&mut wide, hidden, |rows| add_bias_gelu(rows, &b));
+                TensorData::Bfloat16(wide.iter().map(|&x| bf16::from_f32(x)).collect())
+            }
+            (other, _) => return Err(unsupported(other.dtype())),
+        };
+        Ok(vec![Tensor::new(shape, data)?.into()])
+    }
+}
+
+/// `rows` (whole rows of `bias.len()`) plus `bias` on each row, then Gelu.
+fn add_bias_gelu<T: Real>(rows: &mut [T], bias: &[T]) {
+    for row in rows.chunks_mut(bias.len().max(1)) {
+        row.iter_mut().zip(bias).for_each(|(x, &b)| *x = *x + b);
+    }
+    FloatOp::Gelu.apply(rows);
+}
+
 struct IntegerThroughF64 {
     op: FloatOp,
     data: TensorData,
@@ -696,6 +751,38 @@ mod tests {
             && a.iter()
                 .zip(b)
                 .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+    }
+
+    #[test]
+    fn bias_gelu_adds_the_bias_along_the_last_axis() {
+        let x: Vec<f32> = (0..6).map(|i| i as f32 - 2.5).collect();
+        let bias = vec![0.5f32, -1.0, 2.0];
+        let ins = Inputs::new(vec![
+            Some(Tensor::from_vec([2, 3], x.clone()).unwrap().into()),
+            Some(Tensor::from_vec([3], bias.clone()).unwrap().into()),
+        ]);
+        let out = BiasGelu.run(ins).unwrap();
+        let got = out[0]
+            .as_tensor()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec();
+        // Gelu(v) = v·Φ(v), Φ from erf in f64.
+        let want: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let v = f64::from(v + bias[i % 3]);
+                (0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2))) as f32
+            })
+            .collect();
+        assert!(close(&got, &want, 1e-6), "{got:?} vs {want:?}");
+        let wrong = Inputs::new(vec![
+            Some(Tensor::from_vec([2, 3], x).unwrap().into()),
+            Some(Tensor::from_vec([2], vec![0f32; 2]).unwrap().into()),
+        ]);
+        assert!(BiasGelu.run(wrong).is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - extended and all: Conv followed by a residual Add and/or an activation becomes one
 //!   `com.microsoft.FusedConv` node (the op onnxruntime uses for the same fusion, so an
 //!   optimized model saved by runnx also loads there), computed in one pass over the output;
-//!   the five-node erf GELU becomes one `com.microsoft.Gelu`.
+//!   the five-node erf GELU becomes one `com.microsoft.Gelu`; a transformer block's bias and
+//!   residual Adds go into `com.microsoft.SkipLayerNormalization` and `BiasGelu`.
 //!
 //! A pass only touches values it can see every use of: a value read by a subgraph, listed as a
 //! graph output, or read twice is never fused away.
@@ -16,6 +17,7 @@ mod conv_bn;
 mod fold;
 mod fuse_conv;
 mod fuse_gelu;
+mod fuse_transformer;
 
 pub use fold::FoldCounts;
 
@@ -33,7 +35,9 @@ pub(crate) fn optimize(model: &mut Model, level: OptimizationLevel) {
     let opset = model.opset("").unwrap_or(1);
     conv_bn::fold_batch_norms(&mut model.graph, opset);
     if level >= OptimizationLevel::Extended {
-        let fused = fuse_conv::fuse(&mut model.graph, opset) + fuse_gelu::fuse(&mut model.graph);
+        let fused = fuse_conv::fuse(&mut model.graph, opset)
+            + fuse_gelu::fuse(&mut model.graph)
+            + fuse_transformer::fuse(model);
         if fused > 0 {
             model
                 .opset_imports

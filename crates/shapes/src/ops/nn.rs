@@ -41,13 +41,32 @@ pub fn rule(op: &str) -> Option<Rule> {
     })
 }
 
-/// com.microsoft ops (FusedConv and Gelu, written by runnx's optimizer).
+/// com.microsoft ops (those runnx's optimizer writes: FusedConv, Gelu, BiasGelu,
+/// SkipLayerNormalization).
 pub fn rule_microsoft(op: &str) -> Option<Rule> {
     match op {
         "FusedConv" => Some(conv),
-        "Gelu" => Some(|ctx| super::same_as_input(ctx, 0, 0)),
+        "Gelu" | "BiasGelu" => Some(|ctx| super::same_as_input(ctx, 0, 0)),
+        "SkipLayerNormalization" => Some(skip_layer_normalization),
         _ => None,
     }
+}
+
+/// The input's type; mean and inverse standard deviation (float) with the last dim 1; the sum
+/// `input + skip + bias` with the input's type.
+fn skip_layer_normalization(ctx: &mut NodeContext<'_>) -> RuleResult {
+    ctx.input_tensor(0)?;
+    super::same_as_input(ctx, 0, 0)?;
+    let stats_shape = ctx.input_shape(0).ok().map(|s| {
+        let mut s = s.to_vec();
+        if let Some(last) = s.last_mut() {
+            *last = Dim::Fixed(1);
+        }
+        s
+    });
+    ctx.set_output_tensor(1, DataType::Float, stats_shape.clone());
+    ctx.set_output_tensor(2, DataType::Float, stats_shape);
+    super::same_as_input(ctx, 0, 3)
 }
 
 /// ai.onnx.preview ops.
