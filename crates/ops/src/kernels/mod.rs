@@ -40,6 +40,7 @@ pub(crate) use multiversion;
 
 pub mod broadcast;
 pub mod buffers;
+pub mod direct_conv;
 pub mod gemm;
 pub mod vecmath;
 pub mod winograd;
