@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use runnx_ir::{AttributeValue, Graph, Node, TensorData};
 
-use super::{is_onnx_op, producers, use_counts};
+use super::{is_onnx_op, producers, rewrite_nodes, use_counts};
 
 /// Fuses every GELU pattern; returns how many.
 pub(super) fn fuse(graph: &mut Graph) -> usize {
@@ -51,16 +51,7 @@ pub(super) fn fuse(graph: &mut Graph) -> usize {
             },
         );
     }
-    let nodes = std::mem::take(&mut graph.nodes);
-    graph.nodes = nodes
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, n)| match replace.remove(&i) {
-            Some(gelu) => Some(gelu),
-            None if remove[i] => None,
-            None => Some(n),
-        })
-        .collect();
+    rewrite_nodes(graph, replace, &remove);
     fused
 }
 

@@ -17,7 +17,7 @@ use runnx_ir::{
 };
 use runnx_shapes::Inference;
 
-use super::{is_onnx_op, producers, use_counts};
+use super::{is_onnx_op, producers, rewrite_nodes, use_counts};
 
 /// Fuses every eligible pattern of `model`'s main graph; returns how many nodes were rewritten.
 pub(super) fn fuse(model: &mut Model) -> usize {
@@ -293,16 +293,7 @@ fn apply(graph: &mut Graph, rewrites: Vec<Rewrite>) {
         r.absorbed.iter().for_each(|&i| remove[i] = true);
         replace.insert(r.at, r.node);
     }
-    let nodes = std::mem::take(&mut graph.nodes);
-    graph.nodes = nodes
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, n)| match replace.remove(&i) {
-            Some(fused) => Some(fused),
-            None if remove[i] => None,
-            None => Some(n),
-        })
-        .collect();
+    rewrite_nodes(graph, replace, &remove);
 }
 
 #[cfg(test)]

@@ -121,6 +121,21 @@ pub(crate) fn producers(graph: &Graph) -> HashMap<String, usize> {
     map
 }
 
+/// Rebuilds `graph.nodes` in order: node `i` replaced by `replace[i]` where given, dropped where
+/// `remove[i]`, kept otherwise.
+pub(crate) fn rewrite_nodes(graph: &mut Graph, mut replace: HashMap<usize, Node>, remove: &[bool]) {
+    let nodes = std::mem::take(&mut graph.nodes);
+    graph.nodes = nodes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, n)| match replace.remove(&i) {
+            Some(new) => Some(new),
+            None if remove[i] => None,
+            None => Some(n),
+        })
+        .collect();
+}
+
 /// True for a node of the default ONNX domain with this op type.
 pub(crate) fn is_onnx_op(node: &Node, op_type: &str) -> bool {
     node.op_type == op_type && (node.domain.is_empty() || node.domain == "ai.onnx")
