@@ -1,21 +1,28 @@
-//! Direct 2-D convolution (AVX-512) for filters with few taps per output (`channels · kh · kw` up to
-//! [`MAX_TAPS`]) and unit column stride, such as a first conv on a 1-channel image (MNIST's
-//! 32-channel 3x3 conv has 9 taps).
+//! Direct 2-D convolution (AVX-512): output positions in vector lanes, output channels in
+//! registers, the taps summed straight from a zero-padded copy of the input.
 //!
-//! With so short a reduction the im2col + GEMM route spends most of its time around the
-//! arithmetic: building and packing a 9-row matrix, zeroing, and a second pass for bias and
-//! activation. Here a block of [`CHANNEL_BLOCK`] output channels x [`LANES`] positions of one
-//! output row is accumulated in registers from the taps' shifted input rows, and stored once
-//! with bias, residual and activation applied.
+//! The im2col + GEMM route builds and packs a `taps x positions` matrix before any
+//! arithmetic. When each of its elements serves few FMAs (few output channels, as in a first
+//! conv: ResNet's stem has 64, MNIST's 32), or when the reduction is short (MNIST's first conv
+//! has 9 taps), that packing, the zeroing and the separate bias/activation pass cost as much as
+//! the products. Here a block of [`CHANNEL_BLOCK`] output channels x up to [`BLOCK_LANES`]
+//! positions of one output row is accumulated in registers and stored once, with bias,
+//! residual and activation applied.
+//!
+//! A column stride is handled by splitting each padded input row into phases (column mod
+//! stride): the samples of one tap along an output row are then contiguous, one vector load.
 
+use rayon::prelude::*;
+
+use super::buffers::{f32_buffer, recycle};
 use super::gemm::Activation;
 
-/// The most taps (input channels x kernel positions) this path takes.
-pub const MAX_TAPS: usize = 32;
-/// Output positions per accumulator: one AVX-512 vector, two AVX2 ones.
+/// Output positions per vector.
 const LANES: usize = 16;
+/// Output positions per register block: two vectors.
+const BLOCK_LANES: usize = 2 * LANES;
 /// Output channels accumulated together: each input vector loaded serves this many FMAs.
-const CHANNEL_BLOCK: usize = 8;
+pub const CHANNEL_BLOCK: usize = 8;
 
 /// The geometry of one group of one batch item.
 #[derive(Clone, Debug)]
@@ -24,11 +31,19 @@ pub struct Geometry {
     pub input: [usize; 2],
     pub output: [usize; 2],
     pub kernel: [usize; 2],
-    /// Row stride; the column stride is 1.
-    pub row_stride: usize,
+    pub strides: [usize; 2],
     pub dilations: [usize; 2],
     /// Top and left padding (the bottom and right ones follow from the output size).
     pub pads_begin: [usize; 2],
+}
+
+/// Where the zero-padded, phase-split input lies: `rows` rows per channel, each row
+/// `strides[1]` phases of `phase_width` values. Padded column `j` is at phase `j % stride`,
+/// index `j / stride`.
+struct PaddedLayout {
+    rows: usize,
+    phase_width: usize,
+    row_len: usize,
 }
 
 impl Geometry {
@@ -36,14 +51,74 @@ impl Geometry {
         self.channels * self.kernel[0] * self.kernel[1]
     }
 
-    /// The zero-padded input plane's (rows, columns): every tap of every output position lies
-    /// inside it, and every `LANES`-wide load from a tap's row too.
-    fn padded(&self) -> (usize, usize) {
-        let rows =
-            (self.output[0] - 1) * self.row_stride + (self.kernel[0] - 1) * self.dilations[0] + 1;
-        let cols =
-            self.output[1].next_multiple_of(LANES) + (self.kernel[1] - 1) * self.dilations[1];
-        (rows, cols)
+    fn layout(&self) -> PaddedLayout {
+        let [sy, sx] = self.strides;
+        let rows = (self.output[0] - 1) * sy + (self.kernel[0] - 1) * self.dilations[0] + 1;
+        // Every block's loads (whole blocks, past the row's last output) stay in the row, and
+        // every sampled input column has a place.
+        let furthest_tap = (self.kernel[1] - 1) * self.dilations[1] / sx;
+        let sampled = (self.output[1] - 1) * sx + (self.kernel[1] - 1) * self.dilations[1] + 1;
+        let phase_width =
+            (furthest_tap + self.output[1].next_multiple_of(BLOCK_LANES)).max(sampled.div_ceil(sx));
+        PaddedLayout {
+            rows,
+            phase_width,
+            row_len: sx * phase_width,
+        }
+    }
+
+    /// Each tap's offset in the padded input, relative to an output row's first sample, in the
+    /// packed filter's tap order (channel, kernel row, kernel column).
+    fn tap_offsets(&self, layout: &PaddedLayout) -> Vec<usize> {
+        let sx = self.strides[1];
+        let mut offsets = Vec::with_capacity(self.taps());
+        for c in 0..self.channels {
+            for ky in 0..self.kernel[0] {
+                for kx in 0..self.kernel[1] {
+                    let column = kx * self.dilations[1];
+                    offsets.push(
+                        (c * layout.rows + ky * self.dilations[0]) * layout.row_len
+                            + (column % sx) * layout.phase_width
+                            + column / sx,
+                    );
+                }
+            }
+        }
+        offsets
+    }
+
+    /// `x` (`[channels, in_h, in_w]`) zero-padded and phase-split as `layout` says, in a
+    /// recycled buffer (fresh pages cost more than the copy).
+    fn pad_input(&self, x: &[f32], layout: &PaddedLayout) -> Vec<f32> {
+        let sx = self.strides[1];
+        let [in_h, in_w] = self.input;
+        let [pad_top, pad_left] = self.pads_begin;
+        let mut plane = f32_buffer(self.channels * layout.rows * layout.row_len);
+        plane.fill(0.0);
+        // Input columns past the last sampled one are left out.
+        let columns = in_w.min((layout.phase_width * sx).saturating_sub(pad_left));
+        for c in 0..self.channels {
+            for iy in 0..in_h {
+                let py = iy + pad_top;
+                if py >= layout.rows {
+                    break;
+                }
+                let src = &x[(c * in_h + iy) * in_w..][..columns];
+                let dst = &mut plane[(c * layout.rows + py) * layout.row_len..][..layout.row_len];
+                // Phase p holds the input columns ix with (ix + pad_left) % sx == p.
+                for (p, phase) in dst.chunks_exact_mut(layout.phase_width).enumerate() {
+                    let first = (p + sx - pad_left % sx) % sx;
+                    let at = (first + pad_left) / sx;
+                    for (d, &v) in phase[at..]
+                        .iter_mut()
+                        .zip(src.iter().skip(first).step_by(sx))
+                    {
+                        *d = v;
+                    }
+                }
+            }
+        }
+        plane
     }
 }
 
@@ -63,7 +138,8 @@ pub fn pack_filter(w: &[f32], outputs: usize, taps: usize) -> Vec<f32> {
 
 /// `y = activation(conv(x, w) + bias + residual)` for one group of one batch item: `x` is
 /// `[channels, in_h, in_w]`, `packed` from [`pack_filter`], `y` (and `residual`) `[outputs,
-/// out_h, out_w]`.
+/// out_h, out_w]`. With `split`, blocks of output channels run as parallel tasks.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
     packed: &[f32],
@@ -72,41 +148,19 @@ pub fn conv2d(
     residual: Option<&[f32]>,
     activation: Activation<f32>,
     y: &mut [f32],
+    split: bool,
 ) {
     let taps = g.taps();
     let outputs = y.len() / (g.output[0] * g.output[1]).max(1);
-    assert!(
-        taps <= MAX_TAPS && packed.len() >= outputs.div_ceil(CHANNEL_BLOCK) * taps * CHANNEL_BLOCK
-    );
-    let (rows, cols) = g.padded();
-    let mut plane = vec![0.0f32; g.channels * rows * cols];
-    for c in 0..g.channels {
-        for iy in 0..g.input[0] {
-            let py = iy + g.pads_begin[0];
-            if py >= rows {
-                break;
-            }
-            let src = &x[(c * g.input[0] + iy) * g.input[1]..][..g.input[1]];
-            let dst = &mut plane[(c * rows + py) * cols..][..cols];
-            let n = src.len().min(cols.saturating_sub(g.pads_begin[1]));
-            dst[g.pads_begin[1]..][..n].copy_from_slice(&src[..n]);
-        }
-    }
-    // Each tap's offset in the padded input, relative to an output row's first sample.
-    let mut offsets = [0usize; MAX_TAPS];
-    let mut t = 0;
-    for c in 0..g.channels {
-        for ky in 0..g.kernel[0] {
-            for kx in 0..g.kernel[1] {
-                offsets[t] = (c * rows + ky * g.dilations[0]) * cols + kx * g.dilations[1];
-                t += 1;
-            }
-        }
-    }
+    assert!(packed.len() >= outputs.div_ceil(CHANNEL_BLOCK) * taps * CHANNEL_BLOCK);
+    assert!(x.len() >= g.channels * g.input[0] * g.input[1]);
+    let layout = g.layout();
+    let plane = g.pad_input(x, &layout);
+    let offsets = g.tap_offsets(&layout);
     let rows_out = RowsOut {
         plane: &plane,
-        row_step: g.row_stride * cols,
-        offsets: &offsets[..taps],
+        row_step: g.strides[0] * layout.row_len,
+        offsets: &offsets,
         packed,
         bias,
         residual,
@@ -114,10 +168,33 @@ pub fn conv2d(
         out_rows: g.output[0],
         out_cols: g.output[1],
     };
-    accumulate(&rows_out, y);
+    let out_plane = g.output[0] * g.output[1];
+    let blocks = outputs.div_ceil(CHANNEL_BLOCK);
+    let threads = rayon::current_num_threads();
+    if !split || threads < 2 || blocks < 2 || out_plane == 0 {
+        accumulate(&rows_out, y);
+        recycle(plane);
+        return;
+    }
+    // Two tasks per thread even out the last, partial block.
+    let per_task = blocks.div_ceil(2 * threads) * CHANNEL_BLOCK;
+    y.par_chunks_mut(per_task * out_plane)
+        .enumerate()
+        .for_each(|(task, y)| {
+            let first = task * per_task;
+            let part = RowsOut {
+                packed: &packed[first * taps..],
+                bias: bias.map(|b| &b[first..]),
+                residual: residual.map(|z| &z[first * out_plane..][..y.len()]),
+                ..rows_out
+            };
+            accumulate(&part, y);
+        });
+    recycle(plane);
 }
 
-/// What [`accumulate_body`] reads.
+/// What [`accumulate_avx512`] reads.
+#[derive(Clone, Copy)]
 struct RowsOut<'a> {
     plane: &'a [f32],
     /// How far the input moves from one output row to the next.
@@ -155,75 +232,130 @@ fn accumulate(r: &RowsOut<'_>, y: &mut [f32]) {
     let out_plane = r.out_rows * r.out_cols;
     let outputs = y.len() / out_plane.max(1);
     let taps = r.offsets.len();
-    // Every load stays inside the padded plane: the last output row's taps end at most
-    // `(cols rounded to LANES) + (kw - 1)·dilation` into their row (see `Geometry::padded`).
-    let last_row = (r.out_rows - 1) * r.row_step;
-    let widest = r.offsets.iter().max().copied().unwrap_or(0) + r.out_cols.next_multiple_of(LANES);
-    assert!(last_row + widest <= r.plane.len());
+    // Every load stays inside the padded plane: a tap's loads for the last output row end at
+    // most a whole number of blocks past its first sample (see `Geometry::layout`).
+    let last_row = r.out_rows.saturating_sub(1) * r.row_step;
+    let widest =
+        r.offsets.iter().max().copied().unwrap_or(0) + r.out_cols.next_multiple_of(BLOCK_LANES);
+    assert!(out_plane == 0 || last_row + widest <= r.plane.len());
     assert!(r.packed.len() >= outputs.div_ceil(CHANNEL_BLOCK) * taps * CHANNEL_BLOCK);
     assert!(r.bias.is_none_or(|b| b.len() >= outputs));
     assert!(r.residual.is_none_or(|z| z.len() >= y.len()));
     // SAFETY: AVX-512 is present (asserted); the loads are in bounds (asserted above), and the
-    // stores and residual loads are masked to the `n` positions of `y`'s row that exist.
+    // stores and residual loads are masked to the positions of `y`'s row that exist.
     unsafe { accumulate_avx512(r, y, outputs) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn accumulate_avx512(r: &RowsOut<'_>, y: &mut [f32], outputs: usize) {
-    use std::arch::x86_64::*;
     let out_plane = r.out_rows * r.out_cols;
     let taps = r.offsets.len();
-    let plane = r.plane.as_ptr();
     for block in 0..outputs.div_ceil(CHANNEL_BLOCK) {
-        let weights = r.packed.as_ptr().add(block * taps * CHANNEL_BLOCK);
         let first = block * CHANNEL_BLOCK;
-        let count = CHANNEL_BLOCK.min(outputs - first);
         let mut init = [0.0f32; CHANNEL_BLOCK];
         if let Some(bias) = r.bias {
+            let count = CHANNEL_BLOCK.min(outputs - first);
             init[..count].copy_from_slice(&bias[first..first + count]);
         }
+        let out = OutBlock {
+            first,
+            count: CHANNEL_BLOCK.min(outputs - first),
+            out_plane,
+            init,
+        };
+        let weights = r.packed.as_ptr().add(block * taps * CHANNEL_BLOCK);
         for oy in 0..r.out_rows {
-            let row = plane.add(oy * r.row_step);
-            for ox in (0..r.out_cols).step_by(LANES) {
-                let mut acc = [_mm512_setzero_ps(); CHANNEL_BLOCK];
-                for (a, &b) in acc.iter_mut().zip(&init) {
-                    *a = _mm512_set1_ps(b);
+            let row = r.plane.as_ptr().add(oy * r.row_step);
+            let at = oy * r.out_cols;
+            let mut ox = 0;
+            while ox < r.out_cols {
+                let left = r.out_cols - ox;
+                if left > LANES {
+                    block_avx512::<2>(r, &out, weights, row.add(ox), at + ox, left, y);
+                } else {
+                    block_avx512::<1>(r, &out, weights, row.add(ox), at + ox, left, y);
                 }
-                for (t, &offset) in r.offsets.iter().enumerate() {
-                    let xs = _mm512_loadu_ps(row.add(offset + ox));
-                    let ws = weights.add(t * CHANNEL_BLOCK);
-                    for (m, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*ws.add(m)), xs, *a);
-                    }
-                }
-                let n = LANES.min(r.out_cols - ox);
-                let mask: __mmask16 = if n == LANES { !0 } else { (1u16 << n) - 1 };
-                for (m, &a) in acc.iter().enumerate().take(count) {
-                    let at = (first + m) * out_plane + oy * r.out_cols + ox;
-                    let mut v = a;
-                    if let Some(z) = r.residual {
-                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, z.as_ptr().add(at)));
-                    }
-                    // max/min return their second operand when one is NaN: NaN stays NaN,
-                    // as in `Activation::apply`.
-                    v = match r.activation {
-                        Activation::Identity => v,
-                        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
-                        Activation::Clip { min, max } => _mm512_min_ps(
-                            _mm512_set1_ps(max),
-                            _mm512_max_ps(_mm512_set1_ps(min), v),
-                        ),
-                        Activation::LeakyRelu { .. } => {
-                            let mut lanes = [0.0f32; LANES];
-                            _mm512_storeu_ps(lanes.as_mut_ptr(), v);
-                            lanes.iter_mut().for_each(|l| *l = r.activation.apply(*l));
-                            _mm512_loadu_ps(lanes.as_ptr())
-                        }
-                    };
-                    _mm512_mask_storeu_ps(y.as_mut_ptr().add(at), mask, v);
-                }
+                ox += BLOCK_LANES;
             }
+        }
+    }
+}
+
+/// The output channels one register block writes.
+struct OutBlock {
+    first: usize,
+    count: usize,
+    out_plane: usize,
+    init: [f32; CHANNEL_BLOCK],
+}
+
+/// One register block: [`CHANNEL_BLOCK`] channels x `V` vectors of positions starting at
+/// `row` (the input) and `at` (within each output plane), of which `left` exist.
+///
+/// # Safety
+/// AVX-512 is present; `row` plus every tap offset plus `V·LANES` lies in the padded plane,
+/// `weights` holds `taps·CHANNEL_BLOCK` values, and `y` has the block's `count` channels.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block_avx512<const V: usize>(
+    r: &RowsOut<'_>,
+    out: &OutBlock,
+    weights: *const f32,
+    row: *const f32,
+    at: usize,
+    left: usize,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); V]; CHANNEL_BLOCK];
+    for (a, &b) in acc.iter_mut().zip(&out.init) {
+        *a = [_mm512_set1_ps(b); V];
+    }
+    for (t, &offset) in r.offsets.iter().enumerate() {
+        let source = row.add(offset);
+        let xs: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(source.add(v * LANES)));
+        let ws = weights.add(t * CHANNEL_BLOCK);
+        for (m, a) in acc.iter_mut().enumerate() {
+            let w = _mm512_set1_ps(*ws.add(m));
+            for v in 0..V {
+                a[v] = _mm512_fmadd_ps(w, xs[v], a[v]);
+            }
+        }
+    }
+    let masks: [__mmask16; V] = std::array::from_fn(|v| {
+        let n = left.saturating_sub(v * LANES).min(LANES);
+        if n == LANES {
+            !0
+        } else {
+            (1u16 << n) - 1
+        }
+    });
+    for (m, a) in acc.iter().enumerate().take(out.count) {
+        for v in 0..V {
+            let at = (out.first + m) * out.out_plane + at + v * LANES;
+            let mut value = a[v];
+            if let Some(z) = r.residual {
+                value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(masks[v], z.as_ptr().add(at)));
+            }
+            // max/min return their second operand when one is NaN: NaN stays NaN, as in
+            // `Activation::apply`.
+            value = match r.activation {
+                Activation::Identity => value,
+                Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), value),
+                Activation::Clip { min, max } => _mm512_min_ps(
+                    _mm512_set1_ps(max),
+                    _mm512_max_ps(_mm512_set1_ps(min), value),
+                ),
+                Activation::LeakyRelu { .. } => {
+                    let mut lanes = [0.0f32; LANES];
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), value);
+                    lanes.iter_mut().for_each(|l| *l = r.activation.apply(*l));
+                    _mm512_loadu_ps(lanes.as_ptr())
+                }
+            };
+            _mm512_mask_storeu_ps(y.as_mut_ptr().add(at), masks[v], value);
         }
     }
 }
@@ -243,10 +375,10 @@ mod tests {
                     for c in 0..g.channels {
                         for ky in 0..g.kernel[0] {
                             for kx in 0..g.kernel[1] {
-                                let iy = (oy * g.row_stride + ky * g.dilations[0]) as isize
+                                let iy = (oy * g.strides[0] + ky * g.dilations[0]) as isize
                                     - g.pads_begin[0] as isize;
-                                let ix =
-                                    (ox + kx * g.dilations[1]) as isize - g.pads_begin[1] as isize;
+                                let ix = (ox * g.strides[1] + kx * g.dilations[1]) as isize
+                                    - g.pads_begin[1] as isize;
                                 if iy < 0
                                     || ix < 0
                                     || iy >= g.input[0] as isize
@@ -271,23 +403,27 @@ mod tests {
 
     #[test]
     fn matches_the_definition() {
-        // (channels, input, kernel, row stride, dilations, pads begin/end, outputs)
+        // (channels, input, kernel, strides, dilations, pads begin/end, outputs)
         let cases: [(
             usize,
             [usize; 2],
             [usize; 2],
-            usize,
+            [usize; 2],
             [usize; 2],
             [usize; 4],
             usize,
-        ); 5] = [
-            (1, [28, 28], [3, 3], 1, [1, 1], [0, 0, 0, 0], 32), // MNIST's first conv
-            (3, [9, 20], [3, 3], 1, [1, 1], [1, 1, 1, 1], 13),  // RGB, padded, a partial block
-            (2, [7, 33], [2, 4], 2, [1, 1], [0, 2, 1, 0], 8),   // row stride 2, uneven pads
-            (1, [10, 10], [3, 3], 1, [2, 2], [2, 2, 2, 2], 5),  // dilated
-            (4, [5, 17], [1, 5], 1, [1, 1], [0, 0, 0, 0], 3),   // 1x5
+        ); 9] = [
+            (1, [28, 28], [3, 3], [1, 1], [1, 1], [0, 0, 0, 0], 32), // MNIST's first conv
+            (3, [9, 20], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], 13),  // RGB, padded, a partial block
+            (2, [7, 33], [2, 4], [2, 1], [1, 1], [0, 2, 1, 0], 8),   // row stride 2, uneven pads
+            (1, [10, 10], [3, 3], [1, 1], [2, 2], [2, 2, 2, 2], 5),  // dilated
+            (4, [5, 17], [1, 5], [1, 1], [1, 1], [0, 0, 0, 0], 3),   // 1x5
+            (3, [40, 45], [7, 7], [2, 2], [1, 1], [3, 3, 3, 3], 11), // a ResNet stem, odd width
+            (5, [12, 70], [3, 3], [2, 3], [1, 2], [1, 0, 1, 2], 9),  // column stride 3, dilated
+            (16, [9, 9], [1, 1], [2, 2], [1, 1], [0, 0, 0, 0], 17),  // 1x1 stride 2, 16 taps
+            (40, [6, 36], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], 8),  // 360 taps, 36 wide
         ];
-        for (channels, input, kernel, row_stride, dilations, pads, outputs) in cases {
+        for (channels, input, kernel, strides, dilations, pads, outputs) in cases {
             let out_dim = |i: usize, d: usize, s: usize, k: usize, p: usize| {
                 (i + p - (d * (k - 1) + 1)) / s + 1
             };
@@ -298,14 +434,20 @@ mod tests {
                     out_dim(
                         input[0],
                         dilations[0],
-                        row_stride,
+                        strides[0],
                         kernel[0],
                         pads[0] + pads[2],
                     ),
-                    out_dim(input[1], dilations[1], 1, kernel[1], pads[1] + pads[3]),
+                    out_dim(
+                        input[1],
+                        dilations[1],
+                        strides[1],
+                        kernel[1],
+                        pads[1] + pads[3],
+                    ),
                 ],
                 kernel,
-                row_stride,
+                strides,
                 dilations,
                 pads_begin: [pads[0], pads[1]],
             };
@@ -328,6 +470,7 @@ mod tests {
                 None,
                 Activation::Identity,
                 &mut y,
+                false,
             );
             for (i, (a, b)) in y.iter().zip(&want).enumerate() {
                 assert!(
@@ -345,6 +488,7 @@ mod tests {
                 Some(&z),
                 Activation::Relu,
                 &mut y,
+                true,
             );
             for (i, ((a, b), z)) in y.iter().zip(&want).zip(&z).enumerate() {
                 let b = (b + z).max(0.0);

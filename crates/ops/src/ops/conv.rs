@@ -919,6 +919,9 @@ struct Conv {
     /// A constant f32 single-group filter `[M, C·k]` packed transposed, as the right operand of
     /// [`transposed_forward`]; packed on first use, since only small output planes need it.
     packed_transposed: OnceLock<Option<<f32 as GemmScalar>::PackedRhs>>,
+    /// A constant f32 filter packed for [`direct_conv`], one per group; packed on first use,
+    /// since the input's shape decides whether a conv goes that way.
+    packed_direct: OnceLock<Option<Vec<Vec<f32>>>>,
 }
 
 impl Conv {
@@ -941,6 +944,7 @@ impl Conv {
             packed,
             winograd,
             packed_transposed: OnceLock::new(),
+            packed_direct: OnceLock::new(),
         })
     }
 }
@@ -975,6 +979,33 @@ impl Conv {
             })
             .as_ref()
     }
+}
+
+impl Conv {
+    /// The constant f32 filter packed for [`direct_conv`], packing it now on first use.
+    fn direct_filter(&self) -> Option<&[Vec<f32>]> {
+        self.packed_direct
+            .get_or_init(|| {
+                let w = self.filter.as_ref()?;
+                pack_direct_filter(w.as_slice::<f32>().ok()?, *w.shape().first()?, self.group)
+            })
+            .as_deref()
+    }
+}
+
+/// An f32 filter `[M, C/group, k...]` (`m` = M) packed for [`direct_conv::conv2d`], one per
+/// group.
+fn pack_direct_filter(w: &[f32], m: usize, group: usize) -> Option<Vec<Vec<f32>>> {
+    if m == 0 || group == 0 || !m.is_multiple_of(group) || !w.len().is_multiple_of(m) {
+        return None;
+    }
+    let taps = w.len() / m;
+    let mg = m / group;
+    Some(
+        w.chunks_exact(mg * taps)
+            .map(|w_g| direct_conv::pack_filter(w_g, mg, taps))
+            .collect(),
+    )
 }
 
 /// Whether `Yᵀ = im2colᵀ·Wᵀ` over the whole batch ([`transposed_forward`]) needs clearly fewer
@@ -1252,7 +1283,16 @@ fn run_conv(
         FloatKind::F32 => {
             let forward: &ConvForward<'_, f32> = &|x, w, bias, dims, window, post| {
                 if let Some(geometry) = direct_geometry(dims, window) {
-                    return direct_forward(x, w, bias, dims, &geometry, post);
+                    let packed;
+                    let filter = match conv.direct_filter() {
+                        Some(filter) => filter,
+                        None => {
+                            packed = pack_direct_filter(w, dims.out_channels, dims.group)
+                                .ok_or_else(|| OpError::invalid("conv: malformed filter"))?;
+                            &packed
+                        }
+                    };
+                    return direct_forward(x, filter, bias, dims, &geometry, post);
                 }
                 // Tiny planes first: Winograd pads them to whole tiles too (MNIST's 3x3
                 // output, 4 tiles: 15 -> 14 µs at batch 1, 110 -> 95 µs at batch 8).
@@ -1279,9 +1319,9 @@ fn run_conv(
     Ok(vec![y.into()])
 }
 
-/// The geometry for [`direct_conv`] when a 2-D conv suits it: few taps per output, unit column
-/// stride, and at least a register block of output channels per group (fewer go the depthwise
-/// way in [`conv_forward`]).
+/// The geometry for [`direct_conv`] when a 2-D conv suits it: few taps per output or few input
+/// channels, and at least a register block of output channels per group (fewer go the
+/// depthwise way in [`conv_forward`]).
 fn direct_geometry(dims: &ConvDims, window: &Window) -> Option<direct_conv::Geometry> {
     let channels = dims.in_channels / dims.group;
     let outputs = dims.out_channels / dims.group;
@@ -1291,25 +1331,36 @@ fn direct_geometry(dims: &ConvDims, window: &Window) -> Option<direct_conv::Geom
         input: two(&window.input)?,
         output: two(&window.output)?,
         kernel: two(&window.kernel)?,
-        row_stride: window.strides[0],
+        strides: two(&window.strides)?,
         dilations: two(&window.dilations)?,
         pads_begin: two(&window.pads_begin)?,
     };
     let fits = direct_conv::available()
-        && window.strides[1] == 1
-        && geometry.taps() <= direct_conv::MAX_TAPS
+        && (geometry.taps() <= DIRECT_MAX_TAPS || channels <= DIRECT_MAX_CHANNELS)
         && outputs >= DIRECT_MIN_OUTPUTS
         && geometry.output.iter().all(|&d| d > 0);
     fits.then_some(geometry)
 }
 
 /// The fewest output channels per group [`direct_conv`] takes: one register block.
-const DIRECT_MIN_OUTPUTS: usize = 8;
+const DIRECT_MIN_OUTPUTS: usize = direct_conv::CHANNEL_BLOCK;
+
+/// Convs with at most this many taps (channels x kernel) go the direct way: im2col's packing
+/// and epilogue pass cost more than the short reduction (MNIST's 9-tap first conv: 14 -> 8-10
+/// µs at batch 1).
+const DIRECT_MAX_TAPS: usize = 32;
+
+/// Convs with at most this many input channels per group (a first conv on an image) go the
+/// direct way whatever the kernel: each im2col element would serve only the few dozen output
+/// channels, so building it costs as much as the products (ResNet-18's 7x7 stride-2 stem, 147
+/// taps: 2.5-2.9 -> 1.8-2.0 ms at one thread). With more channels the padded input outgrows L1
+/// and the direct kernel loses to im2col + GEMM (ResNet's 3x3 convs: 1.5-2x slower).
+const DIRECT_MAX_CHANNELS: usize = 4;
 
 /// Conv by [`direct_conv::conv2d`], one task per (batch item, group).
 fn direct_forward(
     x: &[f32],
-    w: &[f32],
+    packed: &[Vec<f32>],
     bias: Option<&[f32]>,
     dims: &ConvDims,
     geometry: &direct_conv::Geometry,
@@ -1322,9 +1373,6 @@ fn direct_forward(
     let taps = geometry.taps();
     let in_plane = geometry.input[0] * geometry.input[1];
     let out_plane = geometry.output[0] * geometry.output[1];
-    let packed: Vec<Vec<f32>> = (0..dims.group)
-        .map(|g| direct_conv::pack_filter(&w[g * mg * taps..][..mg * taps], mg, taps))
-        .collect();
     let chunk = mg * out_plane;
     // Written whole by the direct kernel.
     let mut y = f32_buffer(dims.batch * dims.out_channels * out_plane);
@@ -1333,6 +1381,9 @@ fn direct_forward(
             "conv: the residual does not have the output's size",
         ));
     }
+    let worth_threads = y.len() * taps >= PARALLEL_ELEMENTS;
+    // One task per (batch item, group); a single one splits its output channels instead.
+    let tasks = dims.batch * dims.group;
     let task = |(task, y_g): (usize, &mut [f32])| {
         let (n, g) = (task / dims.group, task % dims.group);
         let x_g = &x[(n * dims.in_channels + g * cg) * in_plane..][..cg * in_plane];
@@ -1346,9 +1397,10 @@ fn direct_forward(
             residual,
             post.activation,
             y_g,
+            worth_threads && tasks == 1,
         );
     };
-    if dims.batch * dims.group > 1 && y.len() * taps >= PARALLEL_ELEMENTS {
+    if tasks > 1 && worth_threads {
         y.par_chunks_mut(chunk).enumerate().for_each(task);
     } else {
         y.chunks_mut(chunk).enumerate().for_each(task);

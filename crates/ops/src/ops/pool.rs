@@ -362,46 +362,69 @@ fn pair_pool(xs: &[f32], r: &Resolved) -> Vec<f32> {
     let planes = xs.len() / r.in_plane.max(1);
     // Every output row is written (whole vectors, then the remainder).
     let mut y = crate::kernels::buffers::f32_buffer(planes * r.out_plane);
-    let (in_width, out_width) = (r.window.input[1], r.window.output[1]);
-    let work = y.len() * 4;
-    for_each_plane(
-        xs,
-        r.in_plane,
-        &mut y,
-        r.out_plane,
-        work,
-        |_, plane, out| pair_pool_plane(plane, out, in_width, out_width),
-    );
+    if y.is_empty() {
+        return y;
+    }
+    let geometry = PairPool {
+        in_plane: r.in_plane,
+        in_width: r.window.input[1],
+        out_rows: r.window.output[0],
+        out_width: r.window.output[1],
+    };
+    // Runs of whole planes, so that a vector may run on into the next plane: with one call per
+    // plane, the last row of each (MNIST's 5x5 and 13x13 planes) was pooled one value at a time.
+    let parts = if y.len() * 4 >= PARALLEL_WORK {
+        2 * rayon::current_num_threads()
+    } else {
+        1
+    };
+    let per_part = planes.div_ceil(parts) * r.out_plane;
+    if parts > 1 {
+        y.par_chunks_mut(per_part).enumerate().for_each(|(i, out)| {
+            let first = i * per_part / r.out_plane;
+            pair_pool_planes(&xs[first * r.in_plane..], out, &geometry);
+        });
+    } else {
+        pair_pool_planes(xs, &mut y, &geometry);
+    }
     y
 }
 
+/// The shape of a [`pair_pool`]: input planes `in_plane` values apart, rows `in_width` long.
+struct PairPool {
+    in_plane: usize,
+    in_width: usize,
+    out_rows: usize,
+    out_width: usize,
+}
+
 multiversion! {
-    fn pair_pool_plane(plane: &[f32], out: &mut [f32], in_width: usize, out_width: usize)
-        => pair_pool_body
+    /// Pools the planes of `out` (whole output planes) from `xs`, which starts at their first
+    /// input plane and may run on past the last (vectors read ahead, never write past `out`).
+    fn pair_pool_planes(xs: &[f32], out: &mut [f32], g: &PairPool) => pair_pool_body
 }
 
 #[inline(always)]
-fn pair_pool_body(plane: &[f32], out: &mut [f32], in_width: usize, out_width: usize) {
+fn pair_pool_body(xs: &[f32], out: &mut [f32], g: &PairPool) {
     const LANES: usize = 16;
-    if out_width == 0 {
+    let out_width = g.out_width;
+    if out_width == 0 || g.out_rows == 0 {
         return;
     }
-    for row in 0..out.len() / out_width {
-        let (top, bottom, at) = (
-            2 * row * in_width,
-            (2 * row + 1) * in_width,
-            row * out_width,
-        );
+    for (index, at) in (0..out.len()).step_by(out_width).enumerate() {
+        let (plane, row) = (index / g.out_rows, index % g.out_rows);
+        let top = plane * g.in_plane + 2 * row * g.in_width;
+        let bottom = top + g.in_width;
         let mut col = 0;
         // Whole vectors: 2·LANES inputs from each row make LANES outputs. Past the row's end
         // they read the next rows and write the start of the next output row, which that row
         // then rewrites.
         while col < out_width
-            && bottom + 2 * col + 2 * LANES <= plane.len()
+            && bottom + 2 * col + 2 * LANES <= xs.len()
             && at + col + LANES <= out.len()
         {
             let load = |start: usize| -> [f32; 2 * LANES] {
-                *<&[f32; 2 * LANES]>::try_from(&plane[start + 2 * col..][..2 * LANES])
+                *<&[f32; 2 * LANES]>::try_from(&xs[start + 2 * col..][..2 * LANES])
                     .expect("2·LANES floats")
             };
             let (a, b) = (load(top), load(bottom));
@@ -412,7 +435,7 @@ fn pair_pool_body(plane: &[f32], out: &mut [f32], in_width: usize, out_width: us
         }
         for c in col..out_width {
             let (i, j) = (top + 2 * c, bottom + 2 * c);
-            out[at + c] = plane[i].max(plane[i + 1]).max(plane[j].max(plane[j + 1]));
+            out[at + c] = xs[i].max(xs[i + 1]).max(xs[j].max(xs[j + 1]));
         }
     }
 }
@@ -936,11 +959,15 @@ mod tests {
     #[test]
     fn pair_pool_matches_window_maxima() {
         // (N, C, H, W): planes narrower and wider than a vector, odd sides (floor), rows whose
-        // vectors run into the next rows.
-        for (case, &(n, c, h, w)) in [(1, 3, 26, 26), (2, 2, 7, 9), (1, 1, 2, 70), (1, 2, 40, 33)]
-            .iter()
-            .enumerate()
-        {
+        // vectors run into the next rows and planes, and enough planes to split among threads.
+        let cases = [
+            (1, 3, 26, 26),
+            (2, 2, 7, 9),
+            (1, 1, 2, 70),
+            (1, 2, 40, 33),
+            (8, 64, 11, 11),
+        ];
+        for (case, &(n, c, h, w)) in cases.iter().enumerate() {
             let len = n * c * h * w;
             let xs: Vec<f32> = (0..len)
                 .map(|i| ((i * 7919 + case * 131) % 1009) as f32 - 500.0)
