@@ -1008,19 +1008,49 @@ fn pack_direct_filter(w: &[f32], m: usize, group: usize) -> Option<Vec<Vec<f32>>
     )
 }
 
-/// Whether `Yᵀ = im2colᵀ·Wᵀ` over the whole batch ([`transposed_forward`]) needs clearly fewer
-/// micro-kernel tiles than `Y = W·im2col` per batch item. Per item, an output plane narrower
-/// than a tile is padded to a whole tile width (MNIST's 3x3 planes filled 9 of 32 columns);
-/// transposed, the batch's planes are stacked into rows and the channels fill the columns.
-fn transposed_pays_off(dims: &ConvDims, window: &Window) -> bool {
+/// The micro-kernel work of [`transposed_forward`] (`Yᵀ = im2colᵀ·Wᵀ` over the whole batch) as a
+/// fraction of per-item im2col's (`Y = W·im2col` per batch item), when it applies: one group, a
+/// whole im2col matrix of at most [`TRANSPOSED_MAX_IM2COL`] elements. Per item, an output plane
+/// narrower than a tile is padded to whole tile widths (ResNet-18's 7x7 planes fill 49 of 64
+/// columns, MNIST's 3x3 planes 9 of 32); transposed, the batch's planes are stacked into rows,
+/// where a short last tile costs only its rows, and the channels fill the columns.
+fn transposed_work_ratio(dims: &ConvDims, window: &Window) -> Option<f64> {
     let kernel = runnx_sgemm::kernel();
     let (mr, nr) = (kernel.mr, kernel.nr);
     let out_plane = shape_len(&window.output);
-    let per_item = dims.batch * dims.out_channels.div_ceil(mr) * out_plane.div_ceil(nr);
-    let transposed = (dims.batch * out_plane).div_ceil(mr) * dims.out_channels.div_ceil(nr);
-    // A margin for transposing the result back to `[N, M, out...]`; u32 plane indices.
-    dims.group == 1 && 4 * transposed < 3 * per_item && shape_len(&window.input) < u32::MAX as usize
+    let positions = dims.batch * out_plane;
+    let im2col = dims.in_channels * shape_len(&window.kernel) * positions;
+    // u32 plane indices in the gather.
+    if dims.group != 1 || im2col > TRANSPOSED_MAX_IM2COL || shape_len(&window.input) >= u32::MAX as usize {
+        return None;
+    }
+    let per_item = dims.batch * out_plane.div_ceil(nr) * tile_rows_work(dims.out_channels, mr);
+    let transposed = dims.out_channels.div_ceil(nr) * tile_rows_work(positions, mr);
+    Some(transposed as f64 / per_item.max(1) as f64)
 }
+
+/// The work of `rows` rows of micro-kernel tiles `mr` high, in rows: a tile of fewer than four
+/// rows waits on the FMA latency rather than the FMA units, so it costs as much as four rows.
+fn tile_rows_work(rows: usize, mr: usize) -> usize {
+    let rest = rows % mr;
+    rows - rest + if rest > 0 { rest.max(4) } else { 0 }
+}
+
+/// Below this [`transposed_work_ratio`] the transposed form beats Winograd too, which pads tiny
+/// planes to whole tiles as well (MNIST's 3x3 output, ratio 0.28: 15 -> 14 µs at batch 1, 110 ->
+/// 95 µs at batch 8).
+const TRANSPOSED_OVER_WINOGRAD: f64 = 0.5;
+
+/// Below this [`transposed_work_ratio`] the transposed form beats per-item im2col. Measured on
+/// ResNet-18's convs at batch 1, one thread: the 7x7-plane ones (ratio 0.81) 3.3 -> 2.5 ms (3x3)
+/// and 1.63 -> 1.25 ms (3x3 stride 2), the 14x14 stride-2 one (0.875) 1.42 -> 1.22 ms; on 28x28
+/// planes (0.98) it lost, 1.60 -> 1.68 ms.
+const TRANSPOSED_OVER_IM2COL: f64 = 0.9;
+
+/// The largest im2col matrix (elements) the transposed form builds whole; past it the per-item
+/// form, which builds im2col a cache-sized block at a time, wins (ResNet's 14x14 stride-2 conv
+/// at batch 8, 1.8M elements: 11.2 vs 10.7 ms at one thread, 5.9 vs 6.4 at two).
+const TRANSPOSED_MAX_IM2COL: usize = 1 << 20;
 
 /// Conv as one GEMM over the whole batch, `Yᵀ = im2colᵀ·Wᵀ`: a row per (batch item, output
 /// position), a column per output channel, against the filter packed transposed once
@@ -1294,17 +1324,22 @@ fn run_conv(
                     };
                     return direct_forward(x, filter, bias, dims, &geometry, post);
                 }
-                // Tiny planes first: Winograd pads them to whole tiles too (MNIST's 3x3
-                // output, 4 tiles: 15 -> 14 µs at batch 1, 110 -> 95 µs at batch 8).
-                if transposed_pays_off(dims, window) {
-                    if let Some(filter_t) = conv.transposed_filter() {
-                        return transposed_forward(x, filter_t, bias, dims, window, post);
-                    }
+                let transposed = transposed_work_ratio(dims, window);
+                let transposed_below = |limit: f64| {
+                    transposed
+                        .filter(|&ratio| ratio < limit)
+                        .and_then(|_| conv.transposed_filter())
+                };
+                if let Some(filter_t) = transposed_below(TRANSPOSED_OVER_WINOGRAD) {
+                    return transposed_forward(x, filter_t, bias, dims, window, post);
                 }
                 if let Some(wg) = conv.winograd.as_ref() {
                     if winograd_fits(wg, dims, window) {
                         return Ok(winograd_forward(wg, x, bias, dims, window, post));
                     }
+                }
+                if let Some(filter_t) = transposed_below(TRANSPOSED_OVER_IM2COL) {
+                    return transposed_forward(x, filter_t, bias, dims, window, post);
                 }
                 conv_forward(x, w, conv.packed_filter(), bias, dims, window, post)
             };
