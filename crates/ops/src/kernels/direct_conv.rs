@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use super::buffers::{f32_buffer, recycle};
 use super::gemm::Activation;
+use super::padded::PaddedLayout;
 
 /// Output positions per vector.
 const LANES: usize = 16;
@@ -37,15 +38,6 @@ pub struct Geometry {
     pub pads_begin: [usize; 2],
 }
 
-/// Where the zero-padded, phase-split input lies: `rows` rows per channel, each row
-/// `strides[1]` phases of `phase_width` values. Padded column `j` is at phase `j % stride`,
-/// index `j / stride`.
-struct PaddedLayout {
-    rows: usize,
-    phase_width: usize,
-    row_len: usize,
-}
-
 impl Geometry {
     pub fn taps(&self) -> usize {
         self.channels * self.kernel[0] * self.kernel[1]
@@ -62,24 +54,22 @@ impl Geometry {
             (furthest_tap + self.output[1].next_multiple_of(BLOCK_LANES)).max(sampled.div_ceil(sx));
         PaddedLayout {
             rows,
+            stride: sx,
             phase_width,
-            row_len: sx * phase_width,
         }
     }
 
     /// Each tap's offset in the padded input, relative to an output row's first sample, in the
     /// packed filter's tap order (channel, kernel row, kernel column).
     fn tap_offsets(&self, layout: &PaddedLayout) -> Vec<usize> {
-        let sx = self.strides[1];
         let mut offsets = Vec::with_capacity(self.taps());
         for c in 0..self.channels {
             for ky in 0..self.kernel[0] {
                 for kx in 0..self.kernel[1] {
                     let column = kx * self.dilations[1];
                     offsets.push(
-                        (c * layout.rows + ky * self.dilations[0]) * layout.row_len
-                            + (column % sx) * layout.phase_width
-                            + column / sx,
+                        (c * layout.rows + ky * self.dilations[0]) * layout.row_len()
+                            + layout.position(column),
                     );
                 }
             }
@@ -90,34 +80,8 @@ impl Geometry {
     /// `x` (`[channels, in_h, in_w]`) zero-padded and phase-split as `layout` says, in a
     /// recycled buffer (fresh pages cost more than the copy).
     fn pad_input(&self, x: &[f32], layout: &PaddedLayout) -> Vec<f32> {
-        let sx = self.strides[1];
-        let [in_h, in_w] = self.input;
-        let [pad_top, pad_left] = self.pads_begin;
-        let mut plane = f32_buffer(self.channels * layout.rows * layout.row_len);
-        plane.fill(0.0);
-        // Input columns past the last sampled one are left out.
-        let columns = in_w.min((layout.phase_width * sx).saturating_sub(pad_left));
-        for c in 0..self.channels {
-            for iy in 0..in_h {
-                let py = iy + pad_top;
-                if py >= layout.rows {
-                    break;
-                }
-                let src = &x[(c * in_h + iy) * in_w..][..columns];
-                let dst = &mut plane[(c * layout.rows + py) * layout.row_len..][..layout.row_len];
-                // Phase p holds the input columns ix with (ix + pad_left) % sx == p.
-                for (p, phase) in dst.chunks_exact_mut(layout.phase_width).enumerate() {
-                    let first = (p + sx - pad_left % sx) % sx;
-                    let at = (first + pad_left) / sx;
-                    for (d, &v) in phase[at..]
-                        .iter_mut()
-                        .zip(src.iter().skip(first).step_by(sx))
-                    {
-                        *d = v;
-                    }
-                }
-            }
-        }
+        let mut plane = f32_buffer(self.channels * layout.plane_len());
+        layout.fill(x, self.input, self.pads_begin, 0.0, &mut plane);
         plane
     }
 }
@@ -159,7 +123,7 @@ pub fn conv2d(
     let offsets = g.tap_offsets(&layout);
     let rows_out = RowsOut {
         plane: &plane,
-        row_step: g.strides[0] * layout.row_len,
+        row_step: g.strides[0] * layout.row_len(),
         offsets: &offsets,
         packed,
         bias,

@@ -42,5 +42,6 @@ pub mod broadcast;
 pub mod buffers;
 pub mod direct_conv;
 pub mod gemm;
+pub mod padded;
 pub mod vecmath;
 pub mod winograd;

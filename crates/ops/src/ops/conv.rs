@@ -22,6 +22,7 @@ use crate::kernels::gemm::{
     Rhs, VirtualMatrix,
 };
 use crate::kernels::multiversion;
+use crate::kernels::padded::PaddedLayout;
 use crate::kernels::winograd::{self, Winograd3x3};
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
@@ -499,9 +500,66 @@ struct Im2Col<'a, T> {
     x: &'a [T],
     channels: usize,
     sampling: &'a Sampling,
-    /// For a 2-D conv with a column stride: `x` with each row's columns grouped by phase
-    /// ([`ColumnPhases`]), so that [`Im2Col::fill_panels`] copies contiguous runs.
-    phases: Option<ColumnPhases<T>>,
+    window: &'a Window,
+    /// For 2-D convs: `x` zero-padded and phase-split, built on the first
+    /// [`Im2Col::fill_panels`] (types whose GEMM never calls it do not pay for it).
+    padded: OnceLock<Option<PaddedInput<T>>>,
+}
+
+impl<'a, T: GemmScalar> Im2Col<'a, T> {
+    fn new(x: &'a [T], channels: usize, sampling: &'a Sampling, window: &'a Window) -> Self {
+        Im2Col {
+            x,
+            channels,
+            sampling,
+            window,
+            padded: OnceLock::new(),
+        }
+    }
+}
+
+/// A 2-D conv input (one batch item and group) zero-padded and with its columns split by
+/// phase ([`PaddedLayout`]): output row `oy` of kernel offset `k` then samples one contiguous
+/// run at `taps[k] + oy·row_step` of a channel's padded plane, padding included.
+struct PaddedInput<T> {
+    data: Vec<T>,
+    layout: PaddedLayout,
+    /// Per flat kernel offset (ky, kx), where its sample of output (0, 0) lies in a plane.
+    taps: Vec<usize>,
+    /// How far the samples move from one output row to the next.
+    row_step: usize,
+    out_width: usize,
+}
+
+impl<T: GemmScalar> PaddedInput<T> {
+    /// `None` unless the window is 2-D with a non-empty output.
+    fn new(x: &[T], channels: usize, w: &Window) -> Option<PaddedInput<T>> {
+        let two = |v: &[usize]| -> Option<[usize; 2]> { v.try_into().ok() };
+        let ([oh, ow], [kh, kw]) = (two(&w.output)?, two(&w.kernel)?);
+        let ([sy, sx], [dy, dx]) = (two(&w.strides)?, two(&w.dilations)?);
+        if oh == 0 || ow == 0 || kh == 0 || kw == 0 {
+            return None;
+        }
+        // Only what the samples reach: rows and columns past them are left out.
+        let sampled = (ow - 1) * sx + (kw - 1) * dx + 1;
+        let layout = PaddedLayout {
+            rows: (oh - 1) * sy + (kh - 1) * dy + 1,
+            stride: sx,
+            phase_width: sampled.div_ceil(sx),
+        };
+        let mut data = T::output_buffer(channels * layout.plane_len());
+        layout.fill(x, two(&w.input)?, two(&w.pads_begin)?, T::ZERO, &mut data);
+        let taps = (0..kh * kw)
+            .map(|k| (k / kw) * dy * layout.row_len() + layout.position((k % kw) * dx))
+            .collect();
+        Some(PaddedInput {
+            data,
+            layout,
+            taps,
+            row_step: sy * layout.row_len(),
+            out_width: ow,
+        })
+    }
 }
 
 /// `dst.copy_from_slice(src)` for the short runs of an im2col panel (a panel is 32 wide):
@@ -529,70 +587,6 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// Writes `row`'s elements `p, p + stride, ...` to `out[p·w..]` for each phase `p < stride`,
-/// where `w = out.len() / stride` is at least `row.len().div_ceil(stride)`; the tails of the
-/// shorter phases are left as they are.
-pub(super) fn split_phases<T: Copy>(row: &[T], stride: usize, out: &mut [T]) {
-    let phase_width = out.len() / stride.max(1);
-    debug_assert!(phase_width >= row.len().div_ceil(stride.max(1)));
-    if stride == 2 {
-        // The common case, in a form that vectorises (pairs to evens and odds).
-        let (evens, odds) = out.split_at_mut(phase_width);
-        for ((pair, e), o) in row
-            .chunks_exact(2)
-            .zip(evens.iter_mut())
-            .zip(odds.iter_mut())
-        {
-            (*e, *o) = (pair[0], pair[1]);
-        }
-        if row.len() % 2 == 1 {
-            evens[row.len() / 2] = row[row.len() - 1];
-        }
-        return;
-    }
-    for (phase, dst) in out.chunks_exact_mut(phase_width).enumerate() {
-        for (d, &v) in dst.iter_mut().zip(row.iter().skip(phase).step_by(stride)) {
-            *d = v;
-        }
-    }
-}
-
-/// Input rows with their columns regrouped by phase (column mod stride): row `r` holds the
-/// columns `p, p + stride, ...` of phase `p` at `r·stride·phase_width + p·phase_width`. A strided
-/// sampling of a row is then a contiguous run of one phase. Built once per conv call; it turns
-/// the strided element-by-element im2col copies of ResNet's 7x7 stride-2 stem (43% of its time)
-/// into memcpys.
-struct ColumnPhases<T> {
-    data: Vec<T>,
-    stride: usize,
-    phase_width: usize,
-}
-
-impl<T: GemmScalar> ColumnPhases<T> {
-    fn new(x: &[T], width: usize, stride: usize) -> ColumnPhases<T> {
-        let phase_width = width.div_ceil(stride);
-        let rows = x.len() / width.max(1);
-        // The tails of phases shorter than phase_width are never sampled.
-        let mut data = vec![T::ZERO; rows * stride * phase_width];
-        for (row, out) in x
-            .chunks_exact(width)
-            .zip(data.chunks_exact_mut(stride * phase_width))
-        {
-            split_phases(row, stride, out);
-        }
-        ColumnPhases {
-            data,
-            stride,
-            phase_width,
-        }
-    }
-
-    /// Where the sample at column `column` of a row lies within that row's phases.
-    fn position(&self, column: usize) -> usize {
-        (column % self.stride) * self.phase_width + column / self.stride
-    }
-}
-
 impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
     fn rows(&self) -> usize {
         self.channels * self.sampling.kernel_len()
@@ -613,9 +607,10 @@ impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
         }
     }
 
-    /// 2-D only: each output row's segment is zeros, a (strided) copy of one input row, zeros;
-    /// written straight into the GEMM's panels, which saves the generic visitor's per-run cost
-    /// and a repacking pass (together 20% of a small CNN's time).
+    /// 2-D only: each panel row is a few runs copied from the zero-padded, phase-split input
+    /// ([`PaddedInput`]), one per output row the panel covers, written straight into the GEMM's
+    /// panels. The copy costs one pass over the input; the runs then need no bounds checks
+    /// (padding was 20% of a stride-2 conv's time, zeros and clamps computed per run).
     fn fill_panels(
         &self,
         rows: Range<usize>,
@@ -623,87 +618,42 @@ impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
         width: usize,
         out: &mut [T],
     ) -> bool {
-        let s = self.sampling;
-        if s.kernel.len() != 2 || width == 0 {
+        let padded = self
+            .padded
+            .get_or_init(|| PaddedInput::new(self.x, self.channels, self.window));
+        let Some(padded) = padded else {
+            return false;
+        };
+        if width == 0 {
             return false;
         }
-        let kernel_len = s.kernel_len();
-        let (out_width, in_width) = (s.sweep[1], s.plane[1]);
-        let (stride_y, stride_x) = (s.strides[0], s.strides[1]);
+        let kernel_len = self.sampling.kernel_len();
+        let (plane_len, out_width) = (padded.layout.plane_len(), padded.out_width);
         let kc = rows.len();
-        // The rows samples are taken from: the input's, or their phase-split copies.
-        let (source, row_len) = match &self.phases {
-            Some(phases) => (&phases.data[..], phases.stride * phases.phase_width),
-            None => (self.x, in_width),
-        };
-        let source_plane = s.plane[0] * row_len;
-        // Per row, worked out once for all panels (divisions were 15% of the fill): its input
-        // plane's offset in `source`, its kernel offset, and where in a source row the sample
-        // of output column valid_x.start lies.
-        let sample_step = if self.phases.is_some() { 1 } else { stride_x };
-        let row_plans: Vec<(usize, usize, usize)> = rows
-            .clone()
-            .map(|r| {
-                let k = r % kernel_len;
-                let first_x = s.valid[2 * k + 1].1;
-                let first_sample = self
-                    .phases
-                    .as_ref()
-                    .map_or(first_x, |phases| phases.position(first_x));
-                ((r / kernel_len) * source_plane, k, first_sample)
-            })
+        // Each row's sample of output (0, 0).
+        let bases: Vec<usize> = rows
+            .map(|r| (r / kernel_len) * plane_len + padded.taps[r % kernel_len])
             .collect();
+        // The runs of a panel are the same for all its rows, relative to the row's base:
+        // (column in the panel, offset from the base, length).
+        let mut runs = Vec::new();
         // Panel by panel, so that each panel's rows are written one after another (row by row
         // across all panels scattered the stores over the whole block: 2x slower on ResNet's
-        // stem); the few input rows a panel samples stay in L1 meanwhile. The output position
-        // of the panel's first column is carried along instead of divided out.
+        // stem). The output position of the panel's first column is carried along.
         let (mut panel_y, mut panel_x) = (cols.start / out_width, cols.start % out_width);
         for (panel, first) in cols.clone().step_by(width).enumerate() {
             let end = (first + width).min(cols.end);
+            runs.clear();
+            let (mut oy, mut ox, mut j) = (panel_y, panel_x, first);
+            while j < end {
+                let len = (out_width - ox).min(end - j);
+                runs.push((j - first, oy * padded.row_step + ox, len));
+                (j, oy, ox) = (j + len, oy + 1, 0);
+            }
             let panel_out = &mut out[panel * kc * width..][..kc * width];
-            for (dst, &(plane_at, k, first_sample)) in
-                panel_out.chunks_exact_mut(width).zip(&row_plans)
-            {
-                let plane = &source[plane_at..][..source_plane];
-                let ((valid_y, first_y), (valid_x, _)) = (&s.valid[2 * k], &s.valid[2 * k + 1]);
-                let (mut oy, mut ox) = (panel_y, panel_x);
-                let mut j = first;
-                while j < end {
-                    let len = (out_width - ox).min(end - j);
-                    let seg = &mut dst[j - first..j - first + len];
-                    if valid_y.contains(&oy) {
-                        let iy = first_y + (oy - valid_y.start) * stride_y;
-                        let row = &plane[iy * row_len..][..row_len];
-                        // Output columns ox..ox+len: zeros left of valid_x, samples, zeros right.
-                        let lo = valid_x.start.clamp(ox, ox + len);
-                        let hi = valid_x.end.clamp(lo, ox + len);
-                        // (Most runs have no padding: skip the empty fills' memset calls.)
-                        if lo > ox {
-                            seg[..lo - ox].fill(T::ZERO);
-                        }
-                        if hi < ox + len {
-                            seg[hi - ox..].fill(T::ZERO);
-                        }
-                        let samples = &mut seg[lo - ox..hi - ox];
-                        let start = first_sample + (lo - valid_x.start) * sample_step;
-                        if samples.is_empty() {
-                            // All padding (`start` may lie past the row).
-                        } else if sample_step == 1 {
-                            copy_run(samples, &row[start..start + samples.len()]);
-                        } else {
-                            samples
-                                .iter_mut()
-                                .zip(row[start..].iter().step_by(sample_step))
-                                .for_each(|(d, &v)| *d = v);
-                        }
-                    } else {
-                        seg.fill(T::ZERO);
-                    }
-                    j += len;
-                    ox += len;
-                    if ox == out_width {
-                        (oy, ox) = (oy + 1, 0);
-                    }
+            for (dst, &base) in panel_out.chunks_exact_mut(width).zip(&bases) {
+                for &(at, from, len) in &runs {
+                    copy_run(&mut dst[at..at + len], &padded.data[base + from..][..len]);
                 }
                 dst[end - first..].fill(T::ZERO);
             }
@@ -881,14 +831,17 @@ fn conv_forward<T: GemmScalar>(
         if pointwise {
             let x_g = MatRef::row_major(x_g, cg, in_plane)?;
             gemm(T::ONE, w_g, Rhs::Unpacked(x_g), T::ZERO, out, &epilogue)
+        } else if kernel_len == 1 {
+            // A strided or padded 1x1 conv (ResNet's downsamples): im2col is the input
+            // subsampled, no larger than the input, so build it whole, once. Built by blocks,
+            // each block would read a padded copy of the whole input (4x the samples at
+            // stride 2), and at two threads that copy was built before either could start.
+            let mut sub = T::output_buffer(cg * out_plane);
+            Im2Col::new(x_g, cg, &sampling, window).fill(0..cg, 0..out_plane, &mut sub);
+            let sub = MatRef::row_major(&sub, cg, out_plane)?;
+            gemm(T::ONE, w_g, Rhs::Unpacked(sub), T::ZERO, out, &epilogue)
         } else {
-            let col = Im2Col {
-                x: x_g,
-                channels: cg,
-                sampling: &sampling,
-                phases: (window.input.len() == 2 && window.strides[1] > 1)
-                    .then(|| ColumnPhases::new(x_g, window.input[1], window.strides[1])),
-            };
+            let col = Im2Col::new(x_g, cg, &sampling, window);
             gemm(T::ONE, w_g, Rhs::Virtual(&col), T::ZERO, out, &epilogue)
         }
     };
@@ -2440,6 +2393,9 @@ mod tests {
             ([3, 3], [3, 3], [1, 1], [1, 1], [2, 2, 2, 2]),
             ([11, 13], [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
             ([6, 5], [1, 1], [2, 4], [1, 1], [0, 0, 0, 0]),
+            ([7, 10], [3, 3], [2, 3], [2, 2], [1, 2, 3, 0]),
+            // The last input column is never sampled.
+            ([9, 12], [2, 2], [3, 3], [1, 1], [0, 0, 0, 0]),
         ];
         for (input, kernel, strides, dilations, pads) in cases {
             let attrs = WindowAttrs {
@@ -2455,26 +2411,17 @@ mod tests {
             let x: Vec<f64> = (0..channels * sampling.plane_len())
                 .map(|i| i as f64 + 1.0)
                 .collect();
-            let plain = Im2Col {
-                x: &x,
-                channels,
-                sampling: &sampling,
-                phases: None,
-            };
-            let (k, n) = (plain.rows(), plain.cols());
+            let col = Im2Col::new(&x, channels, &sampling, &window);
+            let (k, n) = (col.rows(), col.cols());
             let mut full = vec![0.0; k * n];
-            plain.fill(0..k, 0..n, &mut full);
-            // The panels with the strided rows read as they are and from phase-split copies.
-            let phased = Im2Col {
-                phases: Some(ColumnPhases::new(&x, input[1], strides[1])),
-                ..plain
-            };
-            for (col, rows, cols, width) in [
-                (&plain, 0..k, 0..n, 4),
-                (&plain, 1..k, 3..n, 5),
-                (&plain, 0..k.min(3), 2..n.min(9), 16),
-                (&phased, 0..k, 0..n, 4),
-                (&phased, 1..k, 3..n, 5),
+            col.fill(0..k, 0..n, &mut full);
+            // Panels from the zero-padded, phase-split copy, against the row-major fill (which
+            // reads the input as it is).
+            for (rows, cols, width) in [
+                (0..k, 0..n, 4),
+                (1..k, 3..n, 5),
+                (0..k.min(3), 2..n.min(9), 16),
+                (k / 2..k, n / 3..n, 32),
             ] {
                 let kc = rows.len();
                 let mut panels = vec![f64::NAN; cols.len().div_ceil(width) * width * kc];

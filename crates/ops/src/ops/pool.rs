@@ -9,7 +9,8 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 use runnx_ir::{DataType, Element, Tensor, Value};
 
-use super::conv::{split_phases, Sampling, Window, WindowAttrs};
+use super::conv::{Sampling, Window, WindowAttrs};
+use crate::kernels::padded::split_phases;
 use super::norm::{FloatKind, Real};
 use crate::kernels::multiversion;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
