@@ -1065,12 +1065,15 @@ fn sgemm(
     } else {
         1
     };
+    let (row_tiles, col_tiles) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
     let rows_first = match (&a, &b) {
         (Lhs::Packed(_), _) | (_, Rhs::Virtual(_)) => false,
-        (_, Rhs::Packed(_)) => true,
+        // With few row tiles the row parts come out uneven, and each one streams all of B
+        // (ResNet's transposed 7x7-plane convs: 49 rows in parts of 24, 24 and 1, each reading
+        // a 9.4 MB filter). Columns split evenly, for packing the small A in every task.
+        (_, Rhs::Packed(_)) => row_tiles >= 2 * tasks,
         _ => m > n,
     };
-    let (row_tiles, col_tiles) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
     let (row_parts, col_parts) = if rows_first && row_tiles >= tasks {
         (tasks, 1)
     } else if col_tiles >= tasks {

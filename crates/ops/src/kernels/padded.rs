@@ -67,7 +67,7 @@ impl PaddedLayout {
                 // Pairs: input columns 2i and 2i+1 go to phases pad_left % 2 and the other,
                 // at indices i + pad_left / 2 and i + (pad_left + 1) / 2. Vectorises.
                 let (evens, odds) = row.split_at_mut(width);
-                let (first, second) = if pad_left % 2 == 0 {
+                let (first, second) = if pad_left.is_multiple_of(2) {
                     (&mut evens[pad_left / 2..], &mut odds[pad_left / 2..])
                 } else {
                     (&mut odds[pad_left / 2..], &mut evens[pad_left.div_ceil(2)..])
