@@ -1000,6 +1000,15 @@ fn sgemm_view(m: MatRef<'_, f32>) -> runnx_sgemm::View<'_> {
 /// and 0.020-0.021 without (noisy machine; the one-thread run is 0.020).
 const SGEMM_MIN_PARALLEL_MACS: usize = 1 << 18;
 
+/// Part `i` of `len` rows (or columns) split into `parts` at multiples of `panel`, as evenly as
+/// whole panels allow. (Rounding each part up to whole panels left the last part short: 784
+/// columns in four went 224, 224, 224, 112, and two threads then split them 448 to 336.)
+pub(crate) fn panel_part(len: usize, panel: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let panels = len.div_ceil(panel.max(1));
+    let at = |j: usize| (panels * j / parts.max(1) * panel).min(len);
+    at(i)..at(i + 1)
+}
+
 /// A virtual matrix as a block source for runnx-sgemm.
 struct SgemmSource<'a>(&'a dyn VirtualMatrix<f32>);
 
@@ -1090,13 +1099,11 @@ fn sgemm(
     } else {
         (1, 1)
     };
-    let row_chunk = m.div_ceil(row_parts).div_ceil(kernel.mr) * kernel.mr;
-    let col_chunk = n.div_ceil(col_parts).div_ceil(kernel.nr) * kernel.nr;
     let (ptr, rsc) = (SendPtr(c.data.as_mut_ptr()), c.row_stride);
     let direct = alpha == 1.0 && (beta == 0.0 || beta == 1.0);
     let task = |t: usize| {
-        let rows = (t / col_parts) * row_chunk..((t / col_parts + 1) * row_chunk).min(m);
-        let cols = (t % col_parts) * col_chunk..((t % col_parts + 1) * col_chunk).min(n);
+        let rows = panel_part(m, kernel.mr, row_parts, t / col_parts);
+        let cols = panel_part(n, kernel.nr, col_parts, t % col_parts);
         if rows.is_empty() || cols.is_empty() {
             return;
         }

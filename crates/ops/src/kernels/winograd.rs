@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 use runnx_sgemm::{Lhs, Output, PackedB, Rhs, View};
 
-use super::gemm::{Activation, SendPtr};
+use super::gemm::{panel_part, Activation, SendPtr};
 
 /// Transformed input floats (16 × C × tiles) one task works on: 512 KB, about L2.
 const BLOCK_FLOATS: usize = 1 << 17;
@@ -140,10 +140,8 @@ impl Winograd3x3 {
         // and 13, and at two threads one thread got both 36-tile tasks (14x14 convs: 1.30 ms at
         // one thread, 1.18 at two).
         let target = (BLOCK_FLOATS / (16 * c)).max(kernel.mr);
-        let row_tiles = tiles.div_ceil(kernel.mr);
-        let blocks = tiles.div_ceil(target).min(row_tiles);
-        let block_tiles =
-            |b: usize| (row_tiles * b / blocks * kernel.mr).min(tiles)..(row_tiles * (b + 1) / blocks * kernel.mr).min(tiles);
+        let blocks = tiles.div_ceil(target).min(tiles.div_ceil(kernel.mr));
+        let block_tiles = |b: usize| panel_part(tiles, kernel.mr, blocks, b);
         // With fewer (image, block) pairs than tasks wanted, split the output channels too, at
         // the packed filter's panel boundaries; each such task transforms its block again.
         let threads = rayon::current_num_threads();
@@ -613,6 +611,8 @@ mod tests {
             (1, 8, 64, 13, 13, (0, 0)),
             (3, 20, 70, 12, 11, (2, 1)),
             (1, 600, 36, 8, 8, (1, 1)),
+            // 49 tiles in four blocks of whole row tiles (12, 12, 12, 13).
+            (1, 600, 8, 14, 14, (1, 1)),
             // Rows wider than one vector of pairs; an even left padding.
             (2, 3, 18, 35, 40, (0, 1)),
             (1, 4, 17, 9, 33, (1, 2)),

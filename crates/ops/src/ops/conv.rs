@@ -500,20 +500,18 @@ struct Im2Col<'a, T> {
     x: &'a [T],
     channels: usize,
     sampling: &'a Sampling,
-    window: &'a Window,
-    /// For 2-D convs: `x` zero-padded and phase-split, built on the first
-    /// [`Im2Col::fill_panels`] (types whose GEMM never calls it do not pay for it).
-    padded: OnceLock<Option<PaddedInput<T>>>,
+    /// For 2-D convs: `x` zero-padded and phase-split, for [`Im2Col::fill_panels`]. Built
+    /// before the GEMM: built by its first block, the other threads' blocks waited for it.
+    padded: Option<PaddedInput<T>>,
 }
 
 impl<'a, T: GemmScalar> Im2Col<'a, T> {
-    fn new(x: &'a [T], channels: usize, sampling: &'a Sampling, window: &'a Window) -> Self {
+    fn new(x: &'a [T], channels: usize, sampling: &'a Sampling, window: &Window) -> Self {
         Im2Col {
             x,
             channels,
             sampling,
-            window,
-            padded: OnceLock::new(),
+            padded: PaddedInput::new(x, channels, window),
         }
     }
 }
@@ -548,7 +546,20 @@ impl<T: GemmScalar> PaddedInput<T> {
             phase_width: sampled.div_ceil(sx),
         };
         let mut data = T::output_buffer(channels * layout.plane_len());
-        layout.fill(x, two(&w.input)?, two(&w.pads_begin)?, T::ZERO, &mut data);
+        let (input, pads) = (two(&w.input)?, two(&w.pads_begin)?);
+        let (in_plane, plane_len) = (input[0] * input[1], layout.plane_len());
+        let per_task = PARALLEL_ELEMENTS.div_ceil(plane_len.max(1));
+        if data.len() >= 2 * PARALLEL_ELEMENTS && per_task < channels {
+            // In parallel by runs of channels (ResNet's 56x56 stride-2 conv: 64 planes of 3.3K).
+            data.par_chunks_mut(per_task * plane_len)
+                .enumerate()
+                .for_each(|(i, planes)| {
+                    let x = &x[(i * per_task * in_plane).min(x.len())..];
+                    layout.fill(x, input, pads, T::ZERO, planes);
+                });
+        } else {
+            layout.fill(x, input, pads, T::ZERO, &mut data);
+        }
         let taps = (0..kh * kw)
             .map(|k| (k / kw) * dy * layout.row_len() + layout.position((k % kw) * dx))
             .collect();
@@ -618,10 +629,7 @@ impl<T: GemmScalar> VirtualMatrix<T> for Im2Col<'_, T> {
         width: usize,
         out: &mut [T],
     ) -> bool {
-        let padded = self
-            .padded
-            .get_or_init(|| PaddedInput::new(self.x, self.channels, self.window));
-        let Some(padded) = padded else {
+        let Some(padded) = &self.padded else {
             return false;
         };
         if width == 0 {
@@ -837,7 +845,13 @@ fn conv_forward<T: GemmScalar>(
             // each block would read a padded copy of the whole input (4x the samples at
             // stride 2), and at two threads that copy was built before either could start.
             let mut sub = T::output_buffer(cg * out_plane);
-            Im2Col::new(x_g, cg, &sampling, window).fill(0..cg, 0..out_plane, &mut sub);
+            let col = Im2Col {
+                x: x_g,
+                channels: cg,
+                sampling: &sampling,
+                padded: None,
+            };
+            col.fill(0..cg, 0..out_plane, &mut sub);
             let sub = MatRef::row_major(&sub, cg, out_plane)?;
             gemm(T::ONE, w_g, Rhs::Unpacked(sub), T::ZERO, out, &epilogue)
         } else {
