@@ -1003,7 +1003,12 @@ const SGEMM_MIN_PARALLEL_MACS: usize = 1 << 18;
 /// Part `i` of `len` rows (or columns) split into `parts` at multiples of `panel`, as evenly as
 /// whole panels allow. (Rounding each part up to whole panels left the last part short: 784
 /// columns in four went 224, 224, 224, 112, and two threads then split them 448 to 336.)
-pub(crate) fn panel_part(len: usize, panel: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+pub(crate) fn panel_part(
+    len: usize,
+    panel: usize,
+    parts: usize,
+    i: usize,
+) -> std::ops::Range<usize> {
     let panels = len.div_ceil(panel.max(1));
     let at = |j: usize| (panels * j / parts.max(1) * panel).min(len);
     at(i)..at(i + 1)

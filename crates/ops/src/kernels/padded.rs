@@ -32,7 +32,14 @@ impl PaddedLayout {
     /// Writes every element of `out` (whole planes of this layout): the planes of `x`, each
     /// `input` (height, width), placed `pads` (top, left) into the padded plane, and zeros
     /// around them. Input rows and columns that have no place in the layout are left out.
-    pub fn fill<T: Copy>(&self, x: &[T], input: [usize; 2], pads: [usize; 2], zero: T, out: &mut [T]) {
+    pub fn fill<T: Copy>(
+        &self,
+        x: &[T],
+        input: [usize; 2],
+        pads: [usize; 2],
+        zero: T,
+        out: &mut [T],
+    ) {
         let [in_h, in_w] = input;
         let [pad_top, pad_left] = pads;
         let (row_len, plane_len) = (self.row_len(), self.plane_len());
@@ -48,7 +55,9 @@ impl PaddedLayout {
                 let Some(iy) = py.checked_sub(pad_top).filter(|&iy| iy < in_h) else {
                     continue;
                 };
-                let Some(src) = x.get((c * in_h + iy) * in_w..).and_then(|s| s.get(..columns))
+                let Some(src) = x
+                    .get((c * in_h + iy) * in_w..)
+                    .and_then(|s| s.get(..columns))
                 else {
                     continue;
                 };
@@ -70,7 +79,10 @@ impl PaddedLayout {
                 let (first, second) = if pad_left.is_multiple_of(2) {
                     (&mut evens[pad_left / 2..], &mut odds[pad_left / 2..])
                 } else {
-                    (&mut odds[pad_left / 2..], &mut evens[pad_left.div_ceil(2)..])
+                    (
+                        &mut odds[pad_left / 2..],
+                        &mut evens[pad_left.div_ceil(2)..],
+                    )
                 };
                 let pairs = src.chunks_exact(2);
                 let last = pairs.remainder().first().copied();

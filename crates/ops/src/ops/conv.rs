@@ -138,6 +138,14 @@ impl WindowAttrs {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn with_dilations(self, dilations: &[usize]) -> WindowAttrs {
+        WindowAttrs {
+            dilations: Some(dilations.to_vec()),
+            ..self
+        }
+    }
+
     /// Whether the attributes allow Winograd F(2x2, 3x3): a 3x3 kernel (when given), unit
     /// strides and dilations.
     fn suits_winograd(&self) -> bool {
@@ -988,7 +996,10 @@ fn transposed_work_ratio(dims: &ConvDims, window: &Window) -> Option<f64> {
     let positions = dims.batch * out_plane;
     let im2col = dims.in_channels * shape_len(&window.kernel) * positions;
     // u32 plane indices in the gather.
-    if dims.group != 1 || im2col > TRANSPOSED_MAX_IM2COL || shape_len(&window.input) >= u32::MAX as usize {
+    if dims.group != 1
+        || im2col > TRANSPOSED_MAX_IM2COL
+        || shape_len(&window.input) >= u32::MAX as usize
+    {
         return None;
     }
     let per_item = dims.batch * out_plane.div_ceil(nr) * tile_rows_work(dims.out_channels, mr);

@@ -10,9 +10,9 @@ use rayon::prelude::*;
 use runnx_ir::{DataType, Element, Tensor, Value};
 
 use super::conv::{Sampling, Window, WindowAttrs};
-use crate::kernels::padded::split_phases;
 use super::norm::{FloatKind, Real};
 use crate::kernels::multiversion;
+use crate::kernels::padded::split_phases;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
 pub(crate) fn register(reg: &mut Registry) {
@@ -346,6 +346,126 @@ fn max_pool_2d<T: MaxElement>(plane: &[T], out: &mut [T], w: &Window) {
     }
 }
 
+/// f32 MaxPool of 2-D planes with AVX-512, any window (see [`max_pool_plane_avx512`]); `None`
+/// without AVX-512.
+fn max_pool_2d_f32(xs: &[f32], r: &Resolved) -> Option<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        let planes = xs.len() / r.in_plane.max(1);
+        // Every output element is written.
+        let mut y = crate::kernels::buffers::f32_buffer(planes * r.out_plane);
+        let work = planes * r.out_plane * r.sampling.kernel_len();
+        let w = &r.window;
+        let (out_width, step) = (w.output[1], w.strides[1]);
+        let reach = (w.kernel[1] - 1) * w.dilations[1];
+        // Row buffer: `pad` border values, one row's column maxima, then border values up to
+        // the last element a (whole-vector) sample reads.
+        let row_len = (w.pads_begin[1] + w.input[1])
+            .max(out_width.next_multiple_of(POOL_LANES) * step + reach + POOL_LANES);
+        for_each_plane(
+            xs,
+            r.in_plane,
+            &mut y,
+            r.out_plane,
+            work,
+            |_, plane, out| {
+                let mut row = vec![f32::NEG_INFINITY; row_len];
+                // SAFETY: AVX-512 is present (checked above); `plane` and `out` are one input and
+                // one output plane of `w`, and `row` is as long as the kernel reads.
+                unsafe { max_pool_plane_avx512(plane, out, w, &mut row) }
+            },
+        );
+        return Some(y);
+    }
+    let _ = (xs, r);
+    None
+}
+
+/// Vector width of [`max_pool_plane_avx512`].
+const POOL_LANES: usize = 16;
+
+/// Pools one input plane into `out`: per output row, the maximum over the window's input rows
+/// of each column, kept in registers across the rows, into `row` (between `-inf` borders), then
+/// over the window's columns: stride-1 samples are one load, stride-2 ones a two-vector
+/// deinterleave, others picked one by one. Written with intrinsics because LLVM turned the
+/// equivalent loops into compare-and-masked-store sequences whose stores the next loads then
+/// waited on (1.6x slower than SSE, and the deinterleave into lane inserts).
+///
+/// A NaN input never wins, as in the generic path: `max_ps(v, best)` keeps `best` when `v`
+/// is NaN, and `best` starts at `-inf`.
+///
+/// # Safety
+/// AVX-512F is present; `plane` and `out` are one input and one output plane of `w`; `row`
+/// holds at least `pads_begin[1] + input[1]` values and `round_up(output[1], 16)·stride +
+/// (kernel[1] - 1)·dilation + 16`, all `-inf` outside `pads_begin[1]..pads_begin[1] + width`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_pool_plane_avx512(plane: &[f32], out: &mut [f32], w: &Window, row: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const L: usize = POOL_LANES;
+    let (height, width) = (w.input[0], w.input[1]);
+    let out_width = w.output[1];
+    let (step, dilation, pad) = (w.strides[1], w.dilations[1], w.pads_begin[1]);
+    debug_assert_eq!(plane.len(), height * width);
+    debug_assert_eq!(out.len(), w.output[0] * out_width);
+    if out_width == 0 {
+        return;
+    }
+    let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
+    let tail_mask = |n: usize| -> __mmask16 { ((1u32 << n.min(L)) - 1) as __mmask16 };
+    // Lanes 0..16 of `a` then of `b` at even positions: `permutex2var` indexes `b` from 16.
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mut input_rows = Vec::with_capacity(w.kernel[0]);
+    for (oy, out_row) in out.chunks_exact_mut(out_width).enumerate() {
+        input_rows.clear();
+        for kh in 0..w.kernel[0] {
+            let ih = (oy * w.strides[0] + kh * w.dilations[0]).checked_sub(w.pads_begin[0]);
+            if let Some(ih) = ih.filter(|&ih| ih < height) {
+                input_rows.push(plane.as_ptr().add(ih * width));
+            }
+        }
+        if input_rows.is_empty() {
+            // Every window row lies in the padding (large pads or ceil_mode).
+            out_row.fill(f32::NEG_INFINITY);
+            continue;
+        }
+        let columns = row.as_mut_ptr().add(pad);
+        let mut x = 0;
+        while x < width {
+            let mask = tail_mask(width - x);
+            let mut best = lowest;
+            for &input in &input_rows {
+                best = _mm512_max_ps(_mm512_maskz_loadu_ps(mask, input.add(x)), best);
+            }
+            _mm512_mask_storeu_ps(columns.add(x), mask, best);
+            x += L;
+        }
+        let row_ptr = row.as_ptr();
+        let mut c = 0;
+        while c < out_width {
+            let mut best = lowest;
+            for kw in 0..w.kernel[1] {
+                let at = row_ptr.add(c * step + kw * dilation);
+                let samples = match step {
+                    1 => _mm512_loadu_ps(at),
+                    2 => _mm512_permutex2var_ps(
+                        _mm512_loadu_ps(at),
+                        evens,
+                        _mm512_loadu_ps(at.add(L)),
+                    ),
+                    _ => {
+                        let picked: [f32; L] = std::array::from_fn(|l| *at.add(l * step));
+                        _mm512_loadu_ps(picked.as_ptr())
+                    }
+                };
+                best = _mm512_max_ps(samples, best);
+            }
+            _mm512_mask_storeu_ps(out_row.as_mut_ptr().add(c), tail_mask(out_width - c), best);
+            c += L;
+        }
+    }
+}
+
 /// Whether `w` is the usual 2-D 2x2 stride-2 pool with every window inside the input.
 fn is_pair_pool(w: &Window) -> bool {
     w.input.len() == 2
@@ -464,6 +584,11 @@ impl Kernel for MaxPool {
         if x.dtype() == DataType::Float && !indices && is_pair_pool(&r.window) {
             let y = pair_pool(x.as_slice::<f32>()?, &r);
             return Ok(vec![Tensor::from_vec(r.out_shape.clone(), y)?.into()]);
+        }
+        if x.dtype() == DataType::Float && !indices && r.window.input.len() == 2 {
+            if let Some(y) = max_pool_2d_f32(x.as_slice::<f32>()?, &r) {
+                return Ok(vec![Tensor::from_vec(r.out_shape.clone(), y)?.into()]);
+            }
         }
         match x.dtype() {
             DataType::Float => self.typed::<f32>(x, &r, indices),
@@ -1004,27 +1129,69 @@ mod tests {
 
     #[test]
     fn max_pool_2d_matches_window_maxima() {
-        // (H, W, kernel, strides, pads top/left/bottom/right, ceil_mode): ResNet's stem pool,
-        // column strides 1 to 3 with uneven phases, windows hanging over every edge.
-        let cases: [(usize, usize, [usize; 2], [usize; 2], [usize; 4], bool); 5] = [
-            (12, 12, [3, 3], [2, 2], [1, 1, 1, 1], false),
-            (9, 11, [3, 3], [2, 2], [1, 1, 1, 1], true),
-            (7, 10, [2, 3], [1, 3], [0, 2, 1, 0], false),
-            (8, 13, [3, 2], [3, 2], [2, 1, 0, 1], true),
-            (5, 6, [4, 4], [1, 1], [2, 2, 2, 2], false),
+        // (H, W, kernel, strides, dilations, pads top/left/bottom/right, ceil_mode): ResNet's
+        // stem pool, column strides 1 to 3 with uneven phases, windows hanging over every edge,
+        // rows narrower and wider than a vector with partial last vectors, dilated windows.
+        type Case = (
+            usize,
+            usize,
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 4],
+            bool,
+        );
+        let cases: [Case; 10] = [
+            (12, 12, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], false),
+            (9, 11, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], true),
+            (7, 10, [2, 3], [1, 3], [1, 1], [0, 2, 1, 0], false),
+            (8, 13, [3, 2], [3, 2], [1, 1], [2, 1, 0, 1], true),
+            (5, 6, [4, 4], [1, 1], [1, 1], [2, 2, 2, 2], false),
+            (21, 37, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], false),
+            (6, 40, [2, 5], [1, 1], [1, 1], [0, 2, 0, 2], false),
+            (9, 50, [3, 3], [1, 3], [1, 1], [1, 1, 1, 1], true),
+            (11, 35, [3, 3], [2, 2], [2, 3], [2, 3, 2, 3], true),
+            (10, 18, [2, 3], [1, 1], [3, 2], [0, 0, 0, 0], false),
         ];
-        for (case, &(h, w, kernel, strides, pads, ceil_mode)) in cases.iter().enumerate() {
+        for (case, &(h, w, kernel, strides, dilations, pads, ceil_mode)) in cases.iter().enumerate()
+        {
             let xs: Vec<f32> = (0..2 * h * w)
                 .map(|i| ((i * 7919 + case * 131) % 1009) as f32 - 500.0)
                 .collect();
-            let x = Tensor::from_vec([1, 2, h, w], xs.clone()).unwrap();
             let pool = MaxPool {
-                window: window(&kernel, &strides, &pads, ceil_mode),
+                window: PoolWindow {
+                    attrs: WindowAttrs::for_tests(&kernel, &strides, &pads, AutoPad::NotSet)
+                        .with_dilations(&dilations),
+                    kernel: kernel.to_vec(),
+                    ceil_mode,
+                },
                 column_major: false,
                 indices: false,
             };
-            let r = pool.window.resolve(x.shape()).unwrap();
+            let r = pool.window.resolve(&[1, 2, h, w]).unwrap();
             assert!(!is_pair_pool(&r.window));
+            let (oh, ow) = (r.window.output[0], r.window.output[1]);
+            let mut want = vec![f32::NEG_INFINITY; 2 * oh * ow];
+            for p in 0..2 {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let best = &mut want[(p * oh + i) * ow + j];
+                        for kh in 0..kernel[0] {
+                            for kw in 0..kernel[1] {
+                                let iy = (i * strides[0] + kh * dilations[0]) as isize
+                                    - pads[0] as isize;
+                                let ix = (j * strides[1] + kw * dilations[1]) as isize
+                                    - pads[1] as isize;
+                                if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                                    *best = best.max(xs[(p * h + iy as usize) * w + ix as usize]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // The f32 kernel (run) and the generic one (f64), against the definition.
+            let x = Tensor::from_vec([1, 2, h, w], xs.clone()).unwrap();
             let y = pool.run(Inputs::new(vec![Some(x.into())])).unwrap();
             let y = y[0]
                 .as_tensor()
@@ -1032,25 +1199,18 @@ mod tests {
                 .as_slice::<f32>()
                 .unwrap()
                 .to_vec();
-            let (oh, ow) = (r.window.output[0], r.window.output[1]);
-            assert_eq!(y.len(), 2 * oh * ow);
-            for p in 0..2 {
-                for i in 0..oh {
-                    for j in 0..ow {
-                        let mut want = f32::NEG_INFINITY;
-                        for kh in 0..kernel[0] {
-                            for kw in 0..kernel[1] {
-                                let iy = (i * strides[0] + kh) as isize - pads[0] as isize;
-                                let ix = (j * strides[1] + kw) as isize - pads[1] as isize;
-                                if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
-                                    want = want.max(xs[(p * h + iy as usize) * w + ix as usize]);
-                                }
-                            }
-                        }
-                        assert_eq!(y[(p * oh + i) * ow + j], want, "case {case} ({i}, {j})");
-                    }
-                }
-            }
+            assert_eq!(y, want, "f32, case {case}");
+            let x64 =
+                Tensor::from_vec([1, 2, h, w], xs.iter().map(|&v| v as f64).collect()).unwrap();
+            let y64 = pool.typed::<f64>(&x64, &r, false).unwrap();
+            let y64 = y64[0]
+                .as_tensor()
+                .unwrap()
+                .as_slice::<f64>()
+                .unwrap()
+                .to_vec();
+            let want64: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+            assert_eq!(y64, want64, "f64, case {case}");
         }
     }
 
