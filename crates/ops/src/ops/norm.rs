@@ -81,6 +81,24 @@ fn moments<R: Real>(x: &[R], eps: R, centred: bool) -> (R, R) {
     (mean, R::one() / (var + eps).sqrt())
 }
 
+/// The largest element, NaN ignored (-inf for none), over eight lanes so that it vectorises
+/// (a single running maximum is one dependent compare per element).
+pub(super) fn max_of<R: Real>(row: &[R]) -> R {
+    let pick = |a: R, b: R| if b > a { b } else { a };
+    let mut lanes = [R::neg_infinity(); 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(R::neg_infinity(), |m, &v| pick(m, v));
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] = pick(lanes[l], c[l]);
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| pick(m, v))
+}
+
 /// The sum of `x` with eight independent accumulators, so that it vectorises (a single running
 /// sum is a chain the compiler may not reorder).
 pub(super) fn sum<R: Real>(x: &[R]) -> R {
@@ -986,6 +1004,15 @@ pub(super) trait Real:
     fn exp_in_place(xs: &mut [Self]) {
         xs.iter_mut().for_each(|x| *x = x.exp());
     }
+    /// Softmax of one row in place, the maximum subtracted first so that `exp` stays finite
+    /// (vectorised as one fused kernel for f32).
+    fn softmax_in_place(row: &mut [Self]) {
+        let max = max_of(row);
+        row.iter_mut().for_each(|v| *v = *v - max);
+        Self::exp_in_place(row);
+        let scale = Self::one() / sum(row);
+        row.iter_mut().for_each(|v| *v = *v * scale);
+    }
 
     fn to_tensor(values: Vec<Self>, dtype: DataType, shape: &[usize]) -> Result<Tensor, OpError> {
         Ok(Tensor::new(shape, Self::to_data(values, dtype)?)?)
@@ -999,6 +1026,9 @@ fn not_float(index: usize, dtype: DataType) -> OpError {
 impl Real for f32 {
     fn exp_in_place(xs: &mut [f32]) {
         crate::kernels::vecmath::exp_in_place(xs);
+    }
+    fn softmax_in_place(row: &mut [f32]) {
+        crate::kernels::vecmath::softmax_in_place(row);
     }
     fn read(t: &Tensor, index: usize) -> Result<Cow<'_, [f32]>, OpError> {
         Ok(match t.data() {

@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 use runnx_ir::{Tensor, Value};
 
-use super::norm::{sum, FloatKind, Real};
+use super::norm::{max_of, sum, FloatKind, Real};
 use super::shape::normalize_axis;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
@@ -120,24 +120,6 @@ fn normalize_block<R: Real>(kind: Normalizer, block: &mut [R], len: usize, inner
     }
 }
 
-/// The largest element, NaN ignored (-inf for none), over eight lanes so that it vectorises
-/// (a single running maximum is one dependent compare per element).
-fn max_of<R: Real>(row: &[R]) -> R {
-    let pick = |a: R, b: R| if b > a { b } else { a };
-    let mut lanes = [R::neg_infinity(); 8];
-    let chunks = row.chunks_exact(8);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(R::neg_infinity(), |m, &v| pick(m, v));
-    for c in chunks {
-        for l in 0..8 {
-            lanes[l] = pick(lanes[l], c[l]);
-        }
-    }
-    lanes.iter().fold(tail, |m, &v| pick(m, v))
-}
-
 fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
     if row.is_empty() {
         return;
@@ -156,12 +138,7 @@ fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
             }
         }
         Normalizer::Softmax => {
-            // Subtracting the maximum keeps exp() finite; the result is unchanged.
-            let max = max_of(row);
-            row.iter_mut().for_each(|v| *v = *v - max);
-            R::exp_in_place(row);
-            let scale = R::one() / sum(row);
-            row.iter_mut().for_each(|v| *v = *v * scale);
+            R::softmax_in_place(row);
         }
         Normalizer::LogSoftmax => {
             let max = max_of(row);
