@@ -4,20 +4,37 @@
 /// written for auto-vectorisation, with the same signature) compiled for AVX-512, for
 /// AVX2+FMA or for the baseline, whichever is the widest the CPU has. The crate itself is
 /// built for baseline x86-64, so without this a hot loop runs as SSE2.
+///
+/// With `=> body::<FMA>`, `body` takes a `const FUSED: bool`: `true` in the variants that have
+/// fused multiply-add instructions, where `f32::mul_add` is one instruction, and `false` in the
+/// x86 baseline, where it would be a library call (see `vecmath::fma`).
 macro_rules! multiversion {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+        => $body:ident::<FMA>) => {
+        multiversion! {
+            @variants $(#[$doc])* $vis fn $name($($arg: $ty),*) $(-> $ret)?
+            => ($body::<true>, $body::<{ cfg!(any(target_arch = "aarch64", target_feature = "fma")) }>)
+        }
+    };
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
         => $body:path) => {
+        multiversion! {
+            @variants $(#[$doc])* $vis fn $name($($arg: $ty),*) $(-> $ret)? => ($body, $body)
+        }
+    };
+    (@variants $(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?
+        => ($wide:expr, $baseline:expr)) => {
         $(#[$doc])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    $wide($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    $wide($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512dq")
@@ -32,7 +49,7 @@ macro_rules! multiversion {
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            $body($($arg),*)
+            $baseline($($arg),*)
         }
     };
 }
