@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use runnx_ir::{DataType, Element, Tensor, TensorData, Value};
 
 use crate::kernels::gemm::GemmScalar;
+use crate::kernels::vecmath::NormRow;
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
 
 pub(crate) fn register(reg: &mut Registry) {
@@ -150,6 +151,43 @@ fn normalize_blocks<R: Real>(
             .collect()
     };
     (y, stats)
+}
+
+/// (Skip)LayerNormalization of `rows` rows of `hidden` values, row `i` described by `row(i)`:
+/// the outputs, each row's (mean, inverse standard deviation), and with `keep_sum` the
+/// normalised sums themselves (else empty).
+fn layer_norm_rows<'a, R: Real>(
+    rows: usize,
+    hidden: usize,
+    keep_sum: bool,
+    row: impl Fn(usize) -> NormRow<'a, R> + Sync,
+) -> (Vec<R>, Vec<(R, R)>, Vec<R>) {
+    let mut y = vec![R::zero(); rows * hidden];
+    let mut sum = vec![R::zero(); if keep_sum { rows * hidden } else { 0 }];
+    if hidden == 0 {
+        return (y, vec![(R::nan(), R::nan()); rows], sum);
+    }
+    let one =
+        |(i, (y, sum)): (usize, (&mut [R], Option<&mut [R]>))| R::layer_norm_row(&row(i), sum, y);
+    let sum_rows: Vec<Option<&mut [R]>> = if keep_sum {
+        sum.chunks_mut(hidden).map(Some).collect()
+    } else {
+        (0..rows).map(|_| None).collect()
+    };
+    let stats = if y.len() >= PARALLEL_ELEMENTS {
+        y.par_chunks_mut(hidden)
+            .zip(sum_rows)
+            .enumerate()
+            .map(one)
+            .collect()
+    } else {
+        y.chunks_mut(hidden)
+            .zip(sum_rows)
+            .enumerate()
+            .map(one)
+            .collect()
+    };
+    (y, stats, sum)
 }
 
 /// `y = x·scale[c] + shift[c]` over planes of `inner` elements whose channel cycles through
@@ -427,21 +465,15 @@ fn layer_norm<R: Real>(op: &LayerNorm, inputs: &Inputs) -> Result<Vec<Value>, Op
         Some(b) => Some(block_param::<R>(b, 2, shape.len(), &shape[axis..])?),
         None => None,
     };
-    let (y, stats) = normalize_blocks(
-        &R::read(xt, 0)?,
-        outer,
-        block,
-        R::of(op.epsilon),
-        true,
-        |_, yb| match &bias {
-            Some(b) => yb
-                .iter_mut()
-                .zip(&scale)
-                .zip(b)
-                .for_each(|((y, &s), &b)| *y = *y * s + b),
-            None => yb.iter_mut().zip(&scale).for_each(|(y, &s)| *y = *y * s),
-        },
-    );
+    let x = R::read(xt, 0)?;
+    let (y, stats, _) = layer_norm_rows(outer, block, false, |i| NormRow {
+        input: &x[i * block..][..block],
+        skip: None,
+        bias: None,
+        gamma: &scale,
+        beta: bias.as_deref(),
+        eps: R::of(op.epsilon),
+    });
     let mut outputs = vec![R::to_tensor(y, xt.dtype(), shape)?.into()];
     if op.outputs > 1 {
         let mut stat_shape = shape[..axis].to_vec();
@@ -523,42 +555,21 @@ fn skip_layer_norm<R: Real>(op: &SkipLayerNorm, inputs: &Inputs) -> Result<Vec<V
     };
     let x = R::read(xt, 0)?;
     let skip = R::read(skip_t, 1)?;
-    // The sum, skip repeated over the leading dims it lacks.
-    let mut sum: Vec<R> = x.to_vec();
-    if !sum.is_empty() {
-        for rows in sum.chunks_mut(skip.len()) {
-            rows.iter_mut()
-                .zip(skip.iter())
-                .for_each(|(s, &k)| *s = *s + k);
-        }
-    }
-    if let Some(bias) = &bias {
-        for row in sum.chunks_mut(hidden.max(1)) {
-            row.iter_mut()
-                .zip(bias.iter())
-                .for_each(|(s, &b)| *s = *s + b);
-        }
-    }
-    let outer = if hidden == 0 { 0 } else { sum.len() / hidden };
-    let (y, stats) =
-        normalize_blocks(
-            &sum,
-            outer,
-            hidden,
-            R::of(op.epsilon),
-            true,
-            |_, yb| match &beta {
-                Some(b) => yb
-                    .iter_mut()
-                    .zip(gamma.iter())
-                    .zip(b.iter())
-                    .for_each(|((y, &g), &b)| *y = *y * g + b),
-                None => yb
-                    .iter_mut()
-                    .zip(gamma.iter())
-                    .for_each(|(y, &g)| *y = *y * g),
-            },
-        );
+    let rows = if hidden == 0 { 0 } else { x.len() / hidden };
+    // The skip repeats over the leading dims it lacks.
+    let skip_rows = if hidden == 0 {
+        1
+    } else {
+        (skip.len() / hidden).max(1)
+    };
+    let (y, stats, sum) = layer_norm_rows(rows, hidden, op.outputs > 3, |i| NormRow {
+        input: &x[i * hidden..][..hidden],
+        skip: Some(&skip[i % skip_rows * hidden..][..hidden]),
+        bias: bias.as_deref(),
+        gamma: &gamma,
+        beta: beta.as_deref(),
+        eps: R::of(op.epsilon),
+    });
     let mut outputs: Vec<Value> = vec![R::to_tensor(y, xt.dtype(), shape)?.into()];
     if op.outputs > 1 {
         let mut stat_shape = shape.to_vec();
@@ -566,7 +577,9 @@ fn skip_layer_norm<R: Real>(op: &SkipLayerNorm, inputs: &Inputs) -> Result<Vec<V
         let (mean, inv_std): (Vec<R>, Vec<R>) = stats.into_iter().unzip();
         outputs.push(R::to_tensor(mean, DataType::Float, &stat_shape)?.into());
         outputs.push(R::to_tensor(inv_std, DataType::Float, &stat_shape)?.into());
-        outputs.push(R::to_tensor(sum, xt.dtype(), shape)?.into());
+        if op.outputs > 3 {
+            outputs.push(R::to_tensor(sum, xt.dtype(), shape)?.into());
+        }
         outputs.truncate(op.outputs);
     }
     Ok(outputs)
@@ -1014,6 +1027,35 @@ pub(super) trait Real:
         row.iter_mut().for_each(|v| *v = *v * scale);
     }
 
+    /// One row of (Skip)LayerNormalization into `y` (and the sum into `sum`), returning the mean
+    /// and inverse standard deviation (one vectorised kernel for f32).
+    fn layer_norm_row(
+        row: &NormRow<'_, Self>,
+        sum: Option<&mut [Self]>,
+        y: &mut [Self],
+    ) -> (Self, Self) {
+        y.copy_from_slice(row.input);
+        for addend in [row.skip, row.bias].into_iter().flatten() {
+            y.iter_mut().zip(addend).for_each(|(y, &a)| *y = *y + a);
+        }
+        if let Some(sum) = sum {
+            sum.copy_from_slice(y);
+        }
+        let (mean, inv_std) = moments(y, row.eps, true);
+        match row.beta {
+            Some(beta) => y
+                .iter_mut()
+                .zip(row.gamma)
+                .zip(beta)
+                .for_each(|((y, &g), &b)| *y = (*y - mean) * inv_std * g + b),
+            None => y
+                .iter_mut()
+                .zip(row.gamma)
+                .for_each(|(y, &g)| *y = (*y - mean) * inv_std * g),
+        }
+        (mean, inv_std)
+    }
+
     fn to_tensor(values: Vec<Self>, dtype: DataType, shape: &[usize]) -> Result<Tensor, OpError> {
         Ok(Tensor::new(shape, Self::to_data(values, dtype)?)?)
     }
@@ -1029,6 +1071,13 @@ impl Real for f32 {
     }
     fn softmax_in_place(row: &mut [f32]) {
         crate::kernels::vecmath::softmax_in_place(row);
+    }
+    fn layer_norm_row(
+        row: &NormRow<'_, f32>,
+        sum: Option<&mut [f32]>,
+        y: &mut [f32],
+    ) -> (f32, f32) {
+        crate::kernels::vecmath::layer_norm_row(row, sum, y)
     }
     fn read(t: &Tensor, index: usize) -> Result<Cow<'_, [f32]>, OpError> {
         Ok(match t.data() {
@@ -1240,6 +1289,73 @@ mod tests {
                 }
                 assert_eq!(out[1].as_tensor().unwrap().shape(), &[2, 3, 1]);
                 assert_eq!(out[2].as_tensor().unwrap().shape(), &[2, 3, 1]);
+            }
+        }
+    }
+
+    #[test]
+    fn skip_layer_norm_wide_rows_in_f32_and_f64() {
+        // Rows of whole vectors plus a remainder, so the f32 kernel's vector loops and tails
+        // both run; f64 takes the generic path.
+        for hidden in [16usize, 37, 128] {
+            let rows = 5;
+            let x: Vec<f64> = (0..rows * hidden)
+                .map(|i| ((i * 37) % 23) as f64 * 0.25 - 3.0)
+                .collect();
+            let skip: Vec<f64> = (0..rows * hidden)
+                .map(|i| ((i * 11) % 7) as f64 * 0.5)
+                .collect();
+            let gamma: Vec<f64> = (0..hidden).map(|i| 0.5 + (i % 5) as f64 * 0.25).collect();
+            let beta: Vec<f64> = (0..hidden).map(|i| (i % 3) as f64 * 0.1 - 0.1).collect();
+            let bias: Vec<f64> = (0..hidden).map(|i| (i % 4) as f64 * 0.2).collect();
+            let eps = 1e-5;
+            let want: Vec<f64> = (0..rows)
+                .flat_map(|r| {
+                    let sum: Vec<f64> = (0..hidden)
+                        .map(|c| x[r * hidden + c] + skip[r * hidden + c] + bias[c])
+                        .collect();
+                    reference_row(&sum, &gamma, &beta, eps)
+                })
+                .collect();
+            let op = SkipLayerNorm {
+                epsilon: eps as f32,
+                outputs: 1,
+            };
+            let shape = [rows, hidden];
+            let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+            let ins = inputs(vec![
+                Tensor::from_vec(shape, f32s(&x)).unwrap(),
+                Tensor::from_vec(shape, f32s(&skip)).unwrap(),
+                Tensor::from_vec([hidden], f32s(&gamma)).unwrap(),
+                Tensor::from_vec([hidden], f32s(&beta)).unwrap(),
+                Tensor::from_vec([hidden], f32s(&bias)).unwrap(),
+            ]);
+            let got = floats(&skip_layer_norm::<f32>(&op, &ins).unwrap()[0]);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(*g) - w).abs() < 1e-5,
+                    "f32, hidden {hidden}, at {i}: {g} vs {w}"
+                );
+            }
+            let ins = inputs(vec![
+                Tensor::from_vec(shape, x.clone()).unwrap(),
+                Tensor::from_vec(shape, skip.clone()).unwrap(),
+                Tensor::from_vec([hidden], gamma.clone()).unwrap(),
+                Tensor::from_vec([hidden], beta.clone()).unwrap(),
+                Tensor::from_vec([hidden], bias.clone()).unwrap(),
+            ]);
+            let out = skip_layer_norm::<f64>(&op, &ins).unwrap();
+            let got = out[0]
+                .as_tensor()
+                .unwrap()
+                .as_slice::<f64>()
+                .unwrap()
+                .to_vec();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() < 1e-9,
+                    "f64, hidden {hidden}, at {i}: {g} vs {w}"
+                );
             }
         }
     }
