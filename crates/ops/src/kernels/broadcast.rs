@@ -72,13 +72,14 @@ pub fn binary_map<A, B, O>(
 where
     A: Sync,
     B: Sync,
-    O: Clone + Default + Send,
+    O: Clone + Default + Send + 'static,
 {
     check_len(0, a, a_shape)?;
     check_len(1, b, b_shape)?;
     let shape = broadcast_shapes(&[a_shape, b_shape])?;
     let plan = Plan::new(&shape, [a_shape, b_shape]);
-    let mut out = vec![O::default(); plan.len];
+    // Every element is written by the plan's runs.
+    let mut out = super::buffers::buffer::<O>(plan.len);
     plan.fill(&mut out, |run, [oa, ob], [sa, sb]| {
         let n = run.len();
         binary_loop(
@@ -139,14 +140,15 @@ where
     A: Sync,
     B: Sync,
     C: Sync,
-    O: Clone + Default + Send,
+    O: Clone + Default + Send + 'static,
 {
     check_len(0, a.0, a.1)?;
     check_len(1, b.0, b.1)?;
     check_len(2, c.0, c.1)?;
     let shape = broadcast_shapes(&[a.1, b.1, c.1])?;
     let plan = Plan::new(&shape, [a.1, b.1, c.1]);
-    let mut out = vec![O::default(); plan.len];
+    // Every element is written by the plan's runs.
+    let mut out = super::buffers::buffer::<O>(plan.len);
     plan.fill(&mut out, |run, [oa, ob, oc], [sa, sb, sc]| {
         let n = run.len();
         ternary_loop(
@@ -164,7 +166,7 @@ where
 /// (Expand computes `target` as the multidirectional broadcast of both first).
 pub fn broadcast_to<T>(data: &[T], shape: &[usize], target: &[usize]) -> Result<Vec<T>, OpError>
 where
-    T: Clone + Default + Send + Sync,
+    T: Clone + Default + Send + Sync + 'static,
 {
     check_len(0, data, shape)?;
     if !is_broadcastable_to(shape, target) {
@@ -173,7 +175,8 @@ where
         )));
     }
     let plan = Plan::new(target, [shape]);
-    let mut out = vec![T::default(); plan.len];
+    // Every element is written by the plan's runs.
+    let mut out = super::buffers::buffer::<T>(plan.len);
     plan.fill(&mut out, |run, [o], [s]| {
         if s == 1 {
             run.clone_from_slice(&data[o..o + run.len()]);

@@ -9,6 +9,7 @@
 //! The pool is per thread (a session runs on its caller's thread) and small: at most
 //! [`KEEP`] buffers, so memory held between runs stays bounded.
 
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
 
 /// Buffers kept per thread.
@@ -65,6 +66,20 @@ pub fn f32_buffer(len: usize) -> Vec<f32> {
     }
 }
 
+/// [`f32_buffer`] for kernels generic over the element type (broadcasting, copies) that
+/// overwrite their whole output: a recycled buffer when `T` is f32, the most common case, else
+/// fresh default values. Zeroing fresh outputs of Add, Where and Transpose was 8% of a batch-8
+/// BERT-tiny run.
+pub fn buffer<T: Clone + Default + 'static>(len: usize) -> Vec<T> {
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        let recycled: Box<dyn Any> = Box::new(f32_buffer(len));
+        if let Ok(v) = recycled.downcast::<Vec<T>>() {
+            return *v;
+        }
+    }
+    vec![T::default(); len]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +103,16 @@ mod tests {
         // Far too large a buffer is not handed out for a small request.
         recycle(vec![0.0; 64 * MIN_LEN]);
         assert_ne!(f32_buffer(MIN_LEN).capacity(), 64 * MIN_LEN);
+    }
+
+    #[test]
+    fn generic_buffers_recycle_f32_only() {
+        let kept = vec![2.0f32; 2 * MIN_LEN];
+        let address = kept.as_ptr();
+        recycle(kept);
+        let got: Vec<f32> = buffer(2 * MIN_LEN);
+        assert_eq!((got.len(), got.as_ptr()), (2 * MIN_LEN, address));
+        let ints: Vec<i64> = buffer(3);
+        assert_eq!(ints, vec![0; 3]);
     }
 }

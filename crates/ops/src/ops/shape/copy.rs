@@ -91,7 +91,7 @@ impl StridedView {
 }
 
 /// Copies the elements `view` addresses in `src` into a new contiguous buffer.
-pub(crate) fn gather_view<T: Clone + Default + Send + Sync>(
+pub(crate) fn gather_view<T: Clone + Default + Send + Sync + 'static>(
     src: &[T],
     view: &StridedView,
 ) -> Vec<T> {
@@ -104,7 +104,8 @@ pub(crate) fn gather_view<T: Clone + Default + Send + Sync>(
     if view.strides[rank - 1] == 1 && rank == 1 {
         return src[view.offset..view.offset + len].to_vec();
     }
-    let mut out = vec![T::default(); len];
+    // Every row is copied below.
+    let mut out = crate::kernels::buffers::buffer::<T>(len);
     let row_len = view.shape[rank - 1];
     for_row_chunks(&mut out, row_len, |first_row, rows| {
         copy_rows(src, &view, first_row, rows)
