@@ -25,6 +25,10 @@ pub use registry::{OpDef, Registry};
 
 use runnx_ir::Value;
 
+/// The domain of the ops only runnx runs: what its session optimizer makes of standard nodes
+/// for its own kernels (`FusedConvMaxPool`). They never appear in a model runnx saves.
+pub const RUNNX_DOMAIN: &str = "ai.runnx";
+
 /// A node's computation, built once per session.
 pub trait Kernel: Send + Sync {
     /// Computes the node's outputs, one per declared output (trailing optional outputs the node

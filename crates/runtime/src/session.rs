@@ -69,6 +69,7 @@ impl Session {
                 |e| RuntimeError::Model(format!("cannot save the optimized model: {e}")),
             )?;
         }
+        crate::optimize::optimize_for_engine(&mut model, options.optimization_level);
         let ctx = PlanContext {
             registry: runnx_ops::registry(),
             opsets: &model.opset_imports,

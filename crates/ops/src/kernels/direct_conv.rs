@@ -102,7 +102,9 @@ pub fn pack_filter(w: &[f32], outputs: usize, taps: usize) -> Vec<f32> {
 
 /// `y = activation(conv(x, w) + bias + residual)` for one group of one batch item: `x` is
 /// `[channels, in_h, in_w]`, `packed` from [`pack_filter`], `y` (and `residual`) `[outputs,
-/// out_h, out_w]`. With `split`, blocks of output channels run as parallel tasks.
+/// out_h, out_w]`. With `pooled`, a 2x2 stride-2 max pool (floor mode) follows the
+/// activation: `y` is `[outputs, out_h / 2, out_w / 2]`, and there is no residual. With
+/// `split`, blocks of output channels run as parallel tasks.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
@@ -111,11 +113,21 @@ pub fn conv2d(
     g: &Geometry,
     residual: Option<&[f32]>,
     activation: Activation<f32>,
+    pooled: bool,
     y: &mut [f32],
     split: bool,
 ) {
     let taps = g.taps();
-    let outputs = y.len() / (g.output[0] * g.output[1]).max(1);
+    assert!(
+        !(pooled && residual.is_some()),
+        "a pooled conv takes no residual"
+    );
+    let y_plane = if pooled {
+        (g.output[0] / 2) * (g.output[1] / 2)
+    } else {
+        g.output[0] * g.output[1]
+    };
+    let outputs = y.len() / y_plane.max(1);
     assert!(packed.len() >= outputs.div_ceil(CHANNEL_BLOCK) * taps * CHANNEL_BLOCK);
     assert!(x.len() >= g.channels * g.input[0] * g.input[1]);
     let layout = g.layout();
@@ -129,20 +141,21 @@ pub fn conv2d(
         bias,
         residual,
         activation,
+        pooled,
         out_rows: g.output[0],
         out_cols: g.output[1],
     };
     let out_plane = g.output[0] * g.output[1];
     let blocks = outputs.div_ceil(CHANNEL_BLOCK);
     let threads = rayon::current_num_threads();
-    if !split || threads < 2 || blocks < 2 || out_plane == 0 {
+    if !split || threads < 2 || blocks < 2 || y_plane == 0 {
         accumulate(&rows_out, y);
         recycle(plane);
         return;
     }
     // Two tasks per thread even out the last, partial block.
     let per_task = blocks.div_ceil(2 * threads) * CHANNEL_BLOCK;
-    y.par_chunks_mut(per_task * out_plane)
+    y.par_chunks_mut(per_task * y_plane)
         .enumerate()
         .for_each(|(task, y)| {
             let first = task * per_task;
@@ -168,6 +181,8 @@ struct RowsOut<'a> {
     bias: Option<&'a [f32]>,
     residual: Option<&'a [f32]>,
     activation: Activation<f32>,
+    /// Whether a 2x2 stride-2 max pool follows (see [`conv2d`]).
+    pooled: bool,
     out_rows: usize,
     out_cols: usize,
 }
@@ -194,7 +209,12 @@ fn accumulate(_r: &RowsOut<'_>, _y: &mut [f32]) {
 fn accumulate(r: &RowsOut<'_>, y: &mut [f32]) {
     assert!(available(), "direct_conv needs AVX-512");
     let out_plane = r.out_rows * r.out_cols;
-    let outputs = y.len() / out_plane.max(1);
+    let y_plane = if r.pooled {
+        (r.out_rows / 2) * (r.out_cols / 2)
+    } else {
+        out_plane
+    };
+    let outputs = y.len() / y_plane.max(1);
     let taps = r.offsets.len();
     // Every load stays inside the padded plane: a tap's loads for the last output row end at
     // most a whole number of blocks past its first sample (see `Geometry::layout`).
@@ -204,10 +224,17 @@ fn accumulate(r: &RowsOut<'_>, y: &mut [f32]) {
     assert!(out_plane == 0 || last_row + widest <= r.plane.len());
     assert!(r.packed.len() >= outputs.div_ceil(CHANNEL_BLOCK) * taps * CHANNEL_BLOCK);
     assert!(r.bias.is_none_or(|b| b.len() >= outputs));
-    assert!(r.residual.is_none_or(|z| z.len() >= y.len()));
-    // SAFETY: AVX-512 is present (asserted); the loads are in bounds (asserted above), and the
+    assert!(r.residual.is_none_or(|z| !r.pooled && z.len() >= y.len()));
+    // SAFETY: AVX-512 is present (asserted); the loads are in bounds (asserted above: the
+    // pooled kernel reads a subset of the rows and columns the other one reads), and the
     // stores and residual loads are masked to the positions of `y`'s row that exist.
-    unsafe { accumulate_avx512(r, y, outputs) }
+    unsafe {
+        if r.pooled {
+            accumulate_pooled_avx512(r, y, outputs);
+        } else {
+            accumulate_avx512(r, y, outputs);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -303,24 +330,127 @@ unsafe fn block_avx512<const V: usize>(
             if let Some(z) = r.residual {
                 value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(masks[v], z.as_ptr().add(at)));
             }
-            // max/min return their second operand when one is NaN: NaN stays NaN, as in
-            // `Activation::apply`.
-            value = match r.activation {
-                Activation::Identity => value,
-                Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), value),
-                Activation::Clip { min, max } => _mm512_min_ps(
-                    _mm512_set1_ps(max),
-                    _mm512_max_ps(_mm512_set1_ps(min), value),
-                ),
-                Activation::LeakyRelu { .. } => {
-                    let mut lanes = [0.0f32; LANES];
-                    _mm512_storeu_ps(lanes.as_mut_ptr(), value);
-                    lanes.iter_mut().for_each(|l| *l = r.activation.apply(*l));
-                    _mm512_loadu_ps(lanes.as_ptr())
-                }
-            };
+            value = activate(r.activation, value);
             _mm512_mask_storeu_ps(y.as_mut_ptr().add(at), masks[v], value);
         }
+    }
+}
+
+/// `activation` on a vector. max/min return their second operand when one is NaN: NaN stays
+/// NaN, as in `Activation::apply`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn activate(
+    activation: Activation<f32>,
+    value: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    match activation {
+        Activation::Identity => value,
+        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), value),
+        Activation::Clip { min, max } => _mm512_min_ps(
+            _mm512_set1_ps(max),
+            _mm512_max_ps(_mm512_set1_ps(min), value),
+        ),
+        Activation::LeakyRelu { .. } => {
+            let mut lanes = [0.0f32; LANES];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), value);
+            lanes.iter_mut().for_each(|l| *l = activation.apply(*l));
+            _mm512_loadu_ps(lanes.as_ptr())
+        }
+    }
+}
+
+/// [`accumulate_avx512`] followed by a 2x2 stride-2 max pool: each register block covers two
+/// conv rows of one vector of positions, pooled in registers into half a vector of outputs,
+/// so the conv's output never reaches memory.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn accumulate_pooled_avx512(r: &RowsOut<'_>, y: &mut [f32], outputs: usize) {
+    let (pooled_rows, pooled_cols) = (r.out_rows / 2, r.out_cols / 2);
+    let taps = r.offsets.len();
+    for block in 0..outputs.div_ceil(CHANNEL_BLOCK) {
+        let first = block * CHANNEL_BLOCK;
+        let count = CHANNEL_BLOCK.min(outputs - first);
+        let mut init = [0.0f32; CHANNEL_BLOCK];
+        if let Some(bias) = r.bias {
+            init[..count].copy_from_slice(&bias[first..first + count]);
+        }
+        let out = OutBlock {
+            first,
+            count,
+            out_plane: pooled_rows * pooled_cols,
+            init,
+        };
+        let weights = r.packed.as_ptr().add(block * taps * CHANNEL_BLOCK);
+        for py in 0..pooled_rows {
+            let row = r.plane.as_ptr().add(2 * py * r.row_step);
+            // A vector of conv positions in each of the two rows makes LANES / 2 outputs.
+            for px in (0..pooled_cols).step_by(LANES / 2) {
+                let left = (pooled_cols - px).min(LANES / 2);
+                pooled_block_avx512(
+                    r,
+                    &out,
+                    weights,
+                    row.add(2 * px),
+                    py * pooled_cols + px,
+                    left,
+                    y,
+                );
+            }
+        }
+    }
+}
+
+/// One pooled register block: [`CHANNEL_BLOCK`] channels x one vector of conv positions from
+/// `row` in two consecutive conv rows, activated, then the maximum over the two rows and over
+/// each pair of columns, of which `left` (at most LANES / 2) are stored from `at` in each
+/// pooled plane. As in MaxPool, a NaN never wins (`max_ps` returns its second operand, the
+/// running maximum, when one is NaN; it starts at -inf).
+///
+/// # Safety
+/// As for [`block_avx512`] with one vector, for both rows (`row` and `row + row_step`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pooled_block_avx512(
+    r: &RowsOut<'_>,
+    out: &OutBlock,
+    weights: *const f32,
+    row: *const f32,
+    at: usize,
+    left: usize,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mut top = out.init.map(|b| _mm512_set1_ps(b));
+    let mut bottom = top;
+    for (t, &offset) in r.offsets.iter().enumerate() {
+        let source = row.add(offset);
+        let (x0, x1) = (
+            _mm512_loadu_ps(source),
+            _mm512_loadu_ps(source.add(r.row_step)),
+        );
+        let ws = weights.add(t * CHANNEL_BLOCK);
+        for m in 0..CHANNEL_BLOCK {
+            let w = _mm512_set1_ps(*ws.add(m));
+            top[m] = _mm512_fmadd_ps(w, x0, top[m]);
+            bottom[m] = _mm512_fmadd_ps(w, x1, bottom[m]);
+        }
+    }
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+    let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mask: __mmask16 = (1u16 << left) - 1;
+    for m in 0..out.count {
+        let upper = _mm512_max_ps(activate(r.activation, top[m]), lowest);
+        let column = _mm512_max_ps(activate(r.activation, bottom[m]), upper);
+        let even = _mm512_max_ps(_mm512_permutexvar_ps(evens, column), lowest);
+        let pooled = _mm512_max_ps(_mm512_permutexvar_ps(odds, column), even);
+        let at = (out.first + m) * out.out_plane + at;
+        _mm512_mask_storeu_ps(y.as_mut_ptr().add(at), mask, pooled);
     }
 }
 
@@ -433,6 +563,7 @@ mod tests {
                 &g,
                 None,
                 Activation::Identity,
+                false,
                 &mut y,
                 false,
             );
@@ -451,6 +582,7 @@ mod tests {
                 &g,
                 Some(&z),
                 Activation::Relu,
+                false,
                 &mut y,
                 true,
             );
@@ -459,6 +591,36 @@ mod tests {
                 assert!(
                     (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
                     "{g:?}: at {i} {a} vs {b}"
+                );
+            }
+            // Activation, then a 2x2 stride-2 max pool (an odd last row or column dropped).
+            let [oh, ow] = g.output;
+            let (ph, pw) = (oh / 2, ow / 2);
+            let clip = Activation::Clip {
+                min: -1.0,
+                max: 6.0,
+            };
+            let mut pooled = vec![f32::NAN; outputs * ph * pw];
+            conv2d(
+                &x,
+                &packed,
+                Some(&bias),
+                &g,
+                None,
+                clip,
+                true,
+                &mut pooled,
+                true,
+            );
+            for (i, &a) in pooled.iter().enumerate() {
+                let (m, py, px) = (i / (ph * pw), i / pw % ph, i % pw);
+                let b = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .map(|(dy, dx)| clip.apply(want[(m * oh + 2 * py + dy) * ow + 2 * px + dx]))
+                    .into_iter()
+                    .fold(f32::NEG_INFINITY, f32::max);
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{g:?} pooled: at {i} {a} vs {b}"
                 );
             }
         }

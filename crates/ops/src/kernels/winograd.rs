@@ -45,6 +45,31 @@ pub struct Geometry {
     pub out_width: usize,
     pub pad_top: usize,
     pub pad_left: usize,
+    /// A 2x2 stride-2 max pool follows the activation (floor mode, no padding): Y is then
+    /// `[N, M, out_h / 2, out_w / 2]` and only the tiles the pool reads are computed, each
+    /// tile being exactly one pool window.
+    pub pooled: bool,
+}
+
+impl Geometry {
+    /// Tile rows and columns computed: whole tiles covering the output or, pooled, one per
+    /// pooled output (an odd last row or column of the conv is never computed).
+    fn tile_grid(&self) -> (usize, usize) {
+        if self.pooled {
+            (self.out_height / 2, self.out_width / 2)
+        } else {
+            (self.out_height.div_ceil(2), self.out_width.div_ceil(2))
+        }
+    }
+
+    /// The size of one plane of Y.
+    fn y_plane(&self) -> usize {
+        if self.pooled {
+            (self.out_height / 2) * (self.out_width / 2)
+        } else {
+            self.out_height * self.out_width
+        }
+    }
 }
 
 /// What happens to each output after the convolution: `activation(y + bias[m] + residual)`.
@@ -119,18 +144,21 @@ impl Winograd3x3 {
         5 * 9 * out_height * out_width >= 6 * 16 * tiles
     }
 
-    /// The convolution of `x` (`[N, C, H, W]`) with this filter, `[N, M, out_h, out_w]`.
-    /// `x` and `post.residual` must have the sizes `geo` implies (the caller checked them).
+    /// The convolution of `x` (`[N, C, H, W]`) with this filter, `[N, M, out_h, out_w]`
+    /// (pooled: `[N, M, out_h / 2, out_w / 2]`). `x` and `post.residual` must have the sizes
+    /// `geo` implies (the caller checked them); a pooled conv takes no residual.
     pub fn forward(&self, x: &[f32], geo: &Geometry, post: &Post<'_>) -> Vec<f32> {
         let (c, m) = (self.channels, self.outputs);
-        let (in_plane, out_plane) = (geo.in_height * geo.in_width, geo.out_height * geo.out_width);
+        let in_plane = geo.in_height * geo.in_width;
         assert_eq!(x.len(), geo.batch * c * in_plane, "winograd: input size");
-        // Every output is written by the tile covering it.
-        let mut y = crate::kernels::buffers::f32_buffer(geo.batch * m * out_plane);
-        assert!(post.residual.is_none_or(|z| z.len() == y.len()));
+        // Every output is written by the tile covering it (pooled: by its tile).
+        let mut y = crate::kernels::buffers::f32_buffer(geo.batch * m * geo.y_plane());
+        assert!(post
+            .residual
+            .is_none_or(|z| !geo.pooled && z.len() == y.len()));
         assert!(post.bias.is_none_or(|b| b.len() == m));
-        let tile_cols = geo.out_width.div_ceil(2);
-        let tiles = geo.out_height.div_ceil(2) * tile_cols;
+        let (tile_rows, tile_cols) = geo.tile_grid();
+        let tiles = tile_rows * tile_cols;
         if y.is_empty() || tiles == 0 {
             return y;
         }
@@ -304,7 +332,7 @@ struct InputLayout {
 
 impl InputLayout {
     fn new(geo: &Geometry, tiles: &std::ops::Range<usize>) -> InputLayout {
-        let tile_cols = geo.out_width.div_ceil(2);
+        let tile_cols = geo.tile_grid().1;
         let (first_row, last_row) = (tiles.start / tile_cols, (tiles.end - 1) / tile_cols);
         InputLayout {
             half_stride: (tile_cols + 1).next_multiple_of(LANES) + 2 * LANES,
@@ -361,7 +389,7 @@ fn transform_input(
 ) {
     let layout = InputLayout::new(geo, &tiles);
     let hs = layout.half_stride;
-    let tile_cols = geo.out_width.div_ceil(2);
+    let tile_cols = geo.tile_grid().1;
     let (in_width, pad) = (geo.in_width, geo.pad_left);
     let in_plane = geo.in_height * in_width;
     // Split rows: [row][even | odd], `hs` floats each. Columns no row writes stay zero: the
@@ -460,7 +488,8 @@ struct OutputBlock {
 const OUT_CHUNK: usize = 64;
 
 /// `Aᵀ X A` of each tile and channel in `block` from the GEMM products (`[ξ][tile][channel]`),
-/// with the bias, residual and activation, written into Y through `out`.
+/// with the bias, residual and activation, written into Y through `out`; pooled, the maximum
+/// of each tile's four activated outputs (a NaN never wins, as in MaxPool).
 ///
 /// The arithmetic runs on vectors of channels; only the final stores (and residual loads)
 /// go element by element, since a channel's outputs lie a plane apart in Y.
@@ -475,8 +504,8 @@ fn transform_output(
     act: impl Fn(f32) -> f32,
 ) {
     let (rows, cols) = (block.tiles.len(), block.channels.len());
-    let tile_cols = geo.out_width.div_ceil(2);
-    let out_plane = geo.out_height * geo.out_width;
+    let tile_cols = geo.tile_grid().1;
+    let out_plane = geo.y_plane();
     // Each tile's four outputs, row-major, as offsets in a plane of Y.
     let offsets = [0, 1, geo.out_width, geo.out_width + 1];
     // y[q][j]: output q of the tile in channel `first + j`.
@@ -515,7 +544,6 @@ fn transform_output(
                 y3[j] = r1[1] - r1[2] - r1[3];
             }
             let first_ch = block.channels.start + first;
-            let base = (block.image * outputs + first_ch) * out_plane + oy * geo.out_width + ox;
             if let Some(bias) = post.bias {
                 let bias = &bias[first_ch..][..len];
                 for yq in y.iter_mut() {
@@ -524,6 +552,24 @@ fn transform_output(
                     }
                 }
             }
+            if geo.pooled {
+                // The pooled grid is the tile grid: the tile's index is its output's position.
+                let at = (block.image * outputs + first_ch) * out_plane + tile;
+                for j in 0..len {
+                    let best = y.iter().fold(f32::NEG_INFINITY, |best, yq| {
+                        let v = act(yq[j]);
+                        if v > best {
+                            v
+                        } else {
+                            best
+                        }
+                    });
+                    // SAFETY: as below, for the pooled plane.
+                    unsafe { *out.0.add(at + j * out_plane) = best };
+                }
+                continue;
+            }
+            let base = (block.image * outputs + first_ch) * out_plane + oy * geo.out_width + ox;
             if let Some(z) = post.residual {
                 for (q, yq) in y.iter_mut().enumerate().filter(|&(q, _)| inside(q)) {
                     for (j, v) in yq[..len].iter_mut().enumerate() {
@@ -626,6 +672,7 @@ mod tests {
                 out_width: w + 2 * pl - 2,
                 pad_top: pt,
                 pad_left: pl,
+                pooled: false,
             };
             let x = values(batch * c * h * w, case as u32);
             let filter = values(m * c * 9, 100 + case as u32);
@@ -654,6 +701,55 @@ mod tests {
                         "case {case} ({with_post}): y[{i}] = {got}, direct {want}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn pooled_is_the_max_of_each_activated_tile() {
+        // (batch, channels, outputs, height, width, pads): odd and even output sides, so the
+        // pool drops a last row or column of the conv, or not.
+        let cases = [
+            (2, 32, 64, 13, 13, (0, 0)),
+            (1, 8, 20, 10, 9, (1, 0)),
+            (3, 17, 9, 6, 12, (1, 1)),
+        ];
+        for (case, &(batch, c, m, h, w, (pt, pl))) in cases.iter().enumerate() {
+            let geo = Geometry {
+                batch,
+                in_height: h,
+                in_width: w,
+                out_height: h + 2 * pt - 2,
+                out_width: w + 2 * pl - 2,
+                pad_top: pt,
+                pad_left: pl,
+                pooled: true,
+            };
+            let x = values(batch * c * h * w, 10 + case as u32);
+            let filter = values(m * c * 9, 110 + case as u32);
+            let bias = values(m, 210 + case as u32);
+            let wg = Winograd3x3::new(&filter, m, c).unwrap();
+            let conv = direct(&x, &filter, &geo, c, m);
+            let post = Post {
+                bias: Some(&bias),
+                residual: None,
+                activation: Activation::Relu,
+            };
+            let y = wg.forward(&x, &geo, &post);
+            let (ph, pw) = (geo.out_height / 2, geo.out_width / 2);
+            assert_eq!(y.len(), batch * m * ph * pw);
+            for (i, &got) in y.iter().enumerate() {
+                let (plane, py, px) = (i / (ph * pw), i / pw % ph, i % pw);
+                let window = [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(dy, dx)| {
+                    let at = (plane * geo.out_height + 2 * py + dy) * geo.out_width + 2 * px + dx;
+                    (conv[at] + bias[plane % m] as f64).max(0.0)
+                });
+                let want = window.into_iter().fold(f64::MIN, f64::max);
+                let tol = 1e-5 * (c as f64 * 9.0).sqrt() * (1.0 + want.abs());
+                assert!(
+                    (got as f64 - want).abs() <= tol,
+                    "case {case}: y[{i}] = {got}, direct {want}"
+                );
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::kernels::gemm::{
 };
 use crate::kernels::padded::PaddedLayout;
 use crate::kernels::winograd::{self, Winograd3x3};
-use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
+use crate::{Inputs, Kernel, NodeInfo, OpError, Registry, RUNNX_DOMAIN};
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "Conv", &[1, 11, 22], build_conv);
@@ -31,6 +31,12 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add("", "ConvInteger", 10, build_conv_integer);
     reg.add_versions("", "DeformConv", &[19, 22], build_deform_conv);
     reg.add("com.microsoft", "FusedConv", 1, build_fused_conv);
+    reg.add(
+        RUNNX_DOMAIN,
+        "FusedConvMaxPool",
+        1,
+        build_fused_conv_max_pool,
+    );
 }
 
 /// A conv with one input channel per group and at most this many outputs per group sums
@@ -750,6 +756,10 @@ struct ConvPost<'a, T> {
     /// Elements in Y's layout (`[N, M, out...]`).
     residual: Option<&'a [T]>,
     activation: Activation<T>,
+    /// A 2x2 stride-2 max pool follows the activation (there is then no residual). The
+    /// algorithms that can apply it in the same pass (direct, Winograd) do and say so; the
+    /// others leave it to the caller.
+    pool_pairs: bool,
 }
 
 impl<T> ConvPost<'_, T> {
@@ -757,6 +767,7 @@ impl<T> ConvPost<'_, T> {
         ConvPost {
             residual: None,
             activation: Activation::Identity,
+            pool_pairs: false,
         }
     }
 }
@@ -1220,8 +1231,10 @@ fn build_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 }
 
 impl Conv {
-    /// `activation(conv(x, w) + b + z)`; `z` (FusedConv's residual) is added in the GEMM's
-    /// epilogue when it has the output's shape, and broadcast afterwards when not.
+    /// `activation(conv(x, w) + b + z)`, then the max pool `pool` when given; `z` (FusedConv's
+    /// residual) is added in the GEMM's epilogue when it has the output's shape, and broadcast
+    /// afterwards when not.
+    #[allow(clippy::too_many_arguments)]
     fn run_as<R: Real>(
         &self,
         x: &Tensor,
@@ -1229,6 +1242,7 @@ impl Conv {
         b: Option<&Tensor>,
         z: Option<&Tensor>,
         activation: FusedActivation,
+        pool: Option<[usize; 2]>,
         forward: &ConvForward<'_, R>,
     ) -> Result<Tensor, OpError> {
         let dims = ConvDims::new(x.shape(), w.shape(), self.group, false)?;
@@ -1252,15 +1266,22 @@ impl Conv {
         let residual = z.map(|z| R::read(z, 3)).transpose()?;
         let fits = z.is_some_and(|z| z.shape() == shape.as_slice());
         let in_epilogue = activation.in_epilogue::<R>();
+        if pool.is_some() && (z.is_some() || shape.len() != 4) {
+            return Err(OpError::invalid(
+                "a pooled conv takes no residual and has two spatial axes",
+            ));
+        }
         let post = ConvPost {
             residual: residual.as_deref().filter(|_| fits),
             activation: match in_epilogue {
                 Some(a) if fits || z.is_none() => a,
                 _ => Activation::Identity,
             },
+            // Only an activation applied in the same pass can come before an in-pass pool.
+            pool_pairs: pool == Some([2, 2]) && in_epilogue.is_some(),
         };
         let filter = self.filter.as_ref().unwrap_or(w);
-        let mut y = forward(
+        let (mut y, pooled) = forward(
             &R::read(x, 0)?,
             &R::read(filter, 1)?,
             bias.as_deref(),
@@ -1275,16 +1296,48 @@ impl Conv {
                 })?;
             (y, shape) = (sum, out_shape.to_vec());
         }
-        if post.activation == Activation::Identity {
+        if post.activation == Activation::Identity && !pooled {
             activation.apply(&mut y);
+        }
+        if let Some(pool) = pool {
+            let pooled_shape = [shape[0], shape[1], shape[2] / pool[0], shape[3] / pool[1]];
+            if !pooled {
+                y = max_pool_windows(&y, [shape[2], shape[3]], pool);
+            }
+            shape = pooled_shape.to_vec();
         }
         R::to_tensor(y, x.dtype(), &shape)
     }
 }
 
+/// MaxPool over the non-overlapping `pool` windows of each `[h, w]` plane of `y` (kernel =
+/// strides, no padding, floor mode: a last partial window is dropped). As in MaxPool, a NaN
+/// never wins.
+fn max_pool_windows<R: Real>(y: &[R], [h, w]: [usize; 2], pool: [usize; 2]) -> Vec<R> {
+    let (ph, pw) = (h / pool[0], w / pool[1]);
+    let planes = y.len() / (h * w).max(1);
+    let mut out = vec![R::neg_infinity(); planes * ph * pw];
+    if out.is_empty() {
+        return out;
+    }
+    for (plane, pooled) in y.chunks_exact(h * w).zip(out.chunks_exact_mut(ph * pw)) {
+        for (row, values) in plane.chunks_exact(w).take(ph * pool[0]).enumerate() {
+            let pooled_row = &mut pooled[row / pool[0] * pw..][..pw];
+            for (best, window) in pooled_row.iter_mut().zip(values.chunks_exact(pool[1])) {
+                for &v in window {
+                    if v > *best {
+                        *best = v;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 impl Kernel for Conv {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
-        run_conv(self, &inputs, None, FusedActivation::Identity)
+        run_conv(self, &inputs, None, FusedActivation::Identity, None)
     }
 }
 
@@ -1293,6 +1346,7 @@ fn run_conv(
     inputs: &Inputs,
     z: Option<&Tensor>,
     activation: FusedActivation,
+    pool: Option<[usize; 2]>,
 ) -> Result<Vec<Value>, OpError> {
     let (x, w, b) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.opt_tensor(2)?);
     for (index, t) in [(1, Some(w)), (3, z)] {
@@ -1316,7 +1370,8 @@ fn run_conv(
                             &packed
                         }
                     };
-                    return direct_forward(x, filter, bias, dims, &geometry, post);
+                    return direct_forward(x, filter, bias, dims, &geometry, post)
+                        .map(|y| (y, post.pool_pairs));
                 }
                 let transposed = transposed_work_ratio(dims, window);
                 let transposed_below = |limit: f64| {
@@ -1324,25 +1379,28 @@ fn run_conv(
                         .filter(|&ratio| ratio < limit)
                         .and_then(|_| conv.transposed_filter())
                 };
+                let unpooled = |y: Vec<f32>| (y, false);
                 if let Some(filter_t) = transposed_below(TRANSPOSED_OVER_WINOGRAD) {
-                    return transposed_forward(x, filter_t, bias, dims, window, post);
+                    return transposed_forward(x, filter_t, bias, dims, window, post).map(unpooled);
                 }
                 if let Some(wg) = conv.winograd.as_ref() {
                     if winograd_fits(wg, dims, window) {
-                        return Ok(winograd_forward(wg, x, bias, dims, window, post));
+                        let y = winograd_forward(wg, x, bias, dims, window, post);
+                        return Ok((y, post.pool_pairs));
                     }
                 }
                 if let Some(filter_t) = transposed_below(TRANSPOSED_OVER_IM2COL) {
-                    return transposed_forward(x, filter_t, bias, dims, window, post);
+                    return transposed_forward(x, filter_t, bias, dims, window, post).map(unpooled);
                 }
-                conv_forward(x, w, conv.packed_filter(), bias, dims, window, post)
+                conv_forward(x, w, conv.packed_filter(), bias, dims, window, post).map(unpooled)
             };
-            conv.run_as::<f32>(x, w, b, z, activation, forward)?
+            conv.run_as::<f32>(x, w, b, z, activation, pool, forward)?
         }
         FloatKind::F64 => {
-            conv.run_as::<f64>(x, w, b, z, activation, &|x, w, bias, d, win, p| {
-                conv_forward(x, w, None, bias, d, win, p)
-            })?
+            let forward: &ConvForward<'_, f64> = &|x, w, bias, d, win, p| {
+                conv_forward(x, w, None, bias, d, win, p).map(|y| (y, false))
+            };
+            conv.run_as::<f64>(x, w, b, z, activation, pool, forward)?
         }
     };
     Ok(vec![y.into()])
@@ -1386,7 +1444,8 @@ const DIRECT_MAX_TAPS: usize = 32;
 /// and the direct kernel loses to im2col + GEMM (ResNet's 3x3 convs: 1.5-2x slower).
 const DIRECT_MAX_CHANNELS: usize = 4;
 
-/// Conv by [`direct_conv::conv2d`], one task per (batch item, group).
+/// Conv by [`direct_conv::conv2d`], one task per (batch item, group); pooled when
+/// `post.pool_pairs`.
 fn direct_forward(
     x: &[f32],
     packed: &[Vec<f32>],
@@ -1401,7 +1460,11 @@ fn direct_forward(
     );
     let taps = geometry.taps();
     let in_plane = geometry.input[0] * geometry.input[1];
-    let out_plane = geometry.output[0] * geometry.output[1];
+    let out_plane = if post.pool_pairs {
+        (geometry.output[0] / 2) * (geometry.output[1] / 2)
+    } else {
+        geometry.output[0] * geometry.output[1]
+    };
     let chunk = mg * out_plane;
     // Written whole by the direct kernel.
     let mut y = f32_buffer(dims.batch * dims.out_channels * out_plane);
@@ -1425,6 +1488,7 @@ fn direct_forward(
             geometry,
             residual,
             post.activation,
+            post.pool_pairs,
             y_g,
             worth_threads && tasks == 1,
         );
@@ -1437,8 +1501,16 @@ fn direct_forward(
     Ok(y)
 }
 
-/// The algorithm behind [`Conv::run_as`]: `(x, filter, bias, dims, window, post) -> y`.
-type ConvForward<'a, R> = dyn Fn(&[R], &[R], Option<&[R]>, &ConvDims, &Window, &ConvPost<'_, R>) -> Result<Vec<R>, OpError>
+/// The algorithm behind [`Conv::run_as`]: `(x, filter, bias, dims, window, post) -> (y,
+/// pooled)`, where `pooled` says the 2x2 pool `post.pool_pairs` asked for is applied.
+type ConvForward<'a, R> = dyn Fn(
+        &[R],
+        &[R],
+        Option<&[R]>,
+        &ConvDims,
+        &Window,
+        &ConvPost<'_, R>,
+    ) -> Result<(Vec<R>, bool), OpError>
     + 'a;
 
 /// Below this many tiles in a run (batch times tiles per plane), a Winograd filter larger than
@@ -1480,6 +1552,7 @@ fn winograd_forward(
         out_width: window.output[1],
         pad_top: window.pads_begin[0],
         pad_left: window.pads_begin[1],
+        pooled: post.pool_pairs,
     };
     let post = winograd::Post {
         bias,
@@ -1597,7 +1670,45 @@ fn build_fused_conv(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 impl Kernel for FusedConv {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let z = inputs.opt_tensor(3)?;
-        run_conv(&self.conv, &inputs, z, self.activation)
+        run_conv(&self.conv, &inputs, z, self.activation, None)
+    }
+}
+
+/// runnx's `FusedConvMaxPool`: FusedConv's `activation(Conv(X, W, B))` (no residual), then
+/// MaxPool over non-overlapping `pool_shape` windows of the two spatial axes (kernel =
+/// strides, no padding, floor mode). The session's optimizer makes it of a Conv or FusedConv
+/// followed by such a MaxPool. A 2x2 pool after the direct or Winograd conv is applied in
+/// the conv's own pass (only the conv outputs the pool reads are computed, and they never
+/// reach memory); elsewhere the pool runs after the conv.
+struct FusedConvMaxPool {
+    conv: Conv,
+    activation: FusedActivation,
+    pool: [usize; 2],
+}
+
+fn build_fused_conv_max_pool(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    let pool = info
+        .attr_ints_opt("pool_shape")?
+        .ok_or_else(|| OpError::attribute("pool_shape", "is required"))?;
+    let pool = match pool[..] {
+        [h, w] if h >= 1 && w >= 1 => [h as usize, w as usize],
+        _ => {
+            return Err(OpError::attribute(
+                "pool_shape",
+                format!("must be two positive sizes, got {pool:?}"),
+            ))
+        }
+    };
+    Ok(Box::new(FusedConvMaxPool {
+        conv: Conv::new(info)?,
+        activation: FusedActivation::parse(info)?,
+        pool,
+    }))
+}
+
+impl Kernel for FusedConvMaxPool {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        run_conv(&self.conv, &inputs, None, self.activation, Some(self.pool))
     }
 }
 
@@ -2367,6 +2478,7 @@ mod tests {
             let post = ConvPost {
                 residual: with_residual.then_some(residual.as_slice()),
                 activation: Activation::Relu,
+                pool_pairs: false,
             };
             let got = transposed_forward(&x, &filter_t, Some(&bias), &dims, win, &post).unwrap();
             assert_eq!(got.len(), want.len());

@@ -9,6 +9,9 @@
 //!   optimized model saved by runnx also loads there), computed in one pass over the output;
 //!   the five-node erf GELU becomes one `com.microsoft.Gelu`; a transformer block's bias and
 //!   residual Adds go into `com.microsoft.SkipLayerNormalization` and `BiasGelu`.
+//! - all, for the session only ([`optimize_for_engine`], after any optimized model is saved):
+//!   rewrites into runnx's own ops (`ai.runnx`), which no other runtime loads: a conv and the
+//!   max pool after it become one `FusedConvMaxPool`.
 //!
 //! A pass only touches values it can see every use of: a value read by a subgraph, listed as a
 //! graph output, or read twice is never fused away.
@@ -17,6 +20,7 @@ mod conv_bn;
 mod fold;
 mod fuse_conv;
 mod fuse_gelu;
+mod fuse_pool;
 mod fuse_transformer;
 
 pub use fold::FoldCounts;
@@ -46,6 +50,20 @@ pub(crate) fn optimize(model: &mut Model, level: OptimizationLevel) {
         }
     }
     drop_unused_initializers(&mut model.graph);
+}
+
+/// The rewrites into runnx-only ops, at level all: applied by the session after it saved any
+/// optimized model, so that saved models stay portable.
+pub(crate) fn optimize_for_engine(model: &mut Model, level: OptimizationLevel) {
+    if level < OptimizationLevel::All {
+        return;
+    }
+    if fuse_pool::fuse(&mut model.graph) > 0 {
+        model
+            .opset_imports
+            .entry(runnx_ops::RUNNX_DOMAIN.to_string())
+            .or_insert(1);
+    }
 }
 
 /// Optimizes a model to be saved (`runnx optimize`): constant and shape folding, then the
