@@ -162,8 +162,9 @@ fn layer_norm_rows<'a, R: Real>(
     keep_sum: bool,
     row: impl Fn(usize) -> NormRow<'a, R> + Sync,
 ) -> (Vec<R>, Vec<(R, R)>, Vec<R>) {
-    let mut y = vec![R::zero(); rows * hidden];
-    let mut sum = vec![R::zero(); if keep_sum { rows * hidden } else { 0 }];
+    // Every row writes its whole row of `y` (and of `sum`): no need to zero them first.
+    let mut y = crate::kernels::buffers::buffer::<R>(rows * hidden);
+    let mut sum = crate::kernels::buffers::buffer::<R>(if keep_sum { rows * hidden } else { 0 });
     if hidden == 0 {
         return (y, vec![(R::nan(), R::nan()); rows], sum);
     }
