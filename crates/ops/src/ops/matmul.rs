@@ -5,12 +5,13 @@ use runnx_ir::{shape_len, DataType, Element, Tensor, TensorData, Value};
 
 use super::norm::Real;
 use crate::kernels::gemm::{gemm, Bias, Epilogue, GemmScalar, Lhs, MatMut, MatRef, Rhs};
-use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
+use crate::{Inputs, Kernel, NodeInfo, OpError, Registry, RUNNX_DOMAIN};
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "MatMul", &[1, 9, 13], build_matmul);
     reg.add_versions("", "Gemm", &[1, 6, 7, 9, 11, 13], build_gemm);
     reg.add("", "MatMulInteger", 10, build_matmul_integer);
+    reg.add(RUNNX_DOMAIN, "MatMulBias", 1, build_matmul_bias);
 }
 
 /// How a (batched, broadcast) matrix product maps onto GEMM calls.
@@ -90,15 +91,17 @@ impl MatMulPlan {
 
     /// Computes every output matrix.
     pub(crate) fn run<T: GemmScalar>(&self, a: &[T], b: &[T]) -> Result<Vec<T>, OpError> {
-        self.run_packed(a, b, None)
+        self.run_packed(a, b, None, None)
     }
 
-    /// As [`MatMulPlan::run`]; `packed`, when given, is a 2-D `b` packed once.
+    /// As [`MatMulPlan::run`]; `packed`, when given, is a 2-D `b` packed once, and `bias`
+    /// (`n` values) is added to every row of every product in the GEMM's epilogue.
     fn run_packed<T: GemmScalar>(
         &self,
         a: &[T],
         b: &[T],
         packed: Option<&T::PackedRhs>,
+        bias: Option<&[T]>,
     ) -> Result<Vec<T>, OpError> {
         let (m, k, n) = (self.m, self.k, self.n);
         // Written whole: every product below is a GEMM with a write-only C.
@@ -106,6 +109,10 @@ impl MatMulPlan {
         if out.is_empty() {
             return Ok(out);
         }
+        let epilogue = Epilogue::with_bias(match bias {
+            Some(bias) => Bias::PerColumn(bias),
+            None => Bias::None,
+        });
         if self.fold_batch {
             let rows = self.batch() * m;
             let a = Lhs::Unpacked(MatRef::row_major(&a[..rows * k], rows, k)?);
@@ -114,12 +121,12 @@ impl MatMulPlan {
                 None => Rhs::Unpacked(MatRef::row_major(b, k, n)?),
             };
             let c = MatMut::row_major(&mut out, rows, n)?;
-            return gemm(T::ONE, a, b, T::ZERO, c, &Epilogue::none()).map(|()| out);
+            return gemm(T::ONE, a, b, T::ZERO, c, &epilogue).map(|()| out);
         }
         let one = |(i, c): (usize, &mut [T])| {
             let a = &a[self.a_index[i] * m * k..][..m * k];
             let b = &b[self.b_index[i] * k * n..][..k * n];
-            multiply(a, m, k, b, n, c)
+            multiply(a, m, k, b, n, c, &epilogue)
         };
         let macs = m * n * k.max(1);
         if self.batch() > 1 && self.batch() * macs >= PARALLEL_MACS {
@@ -141,7 +148,7 @@ const PARALLEL_MACS: usize = 1 << 18;
 /// The least work a parallel task gets: small products are grouped until they reach it.
 const TASK_MACS: usize = 1 << 15;
 
-/// `c = a·b` for contiguous row-major matrices.
+/// `c = a·b`, then `epilogue`, for contiguous row-major matrices.
 fn multiply<T: GemmScalar>(
     a: &[T],
     m: usize,
@@ -149,6 +156,7 @@ fn multiply<T: GemmScalar>(
     b: &[T],
     n: usize,
     c: &mut [T],
+    epilogue: &Epilogue<'_, T>,
 ) -> Result<(), OpError> {
     gemm(
         T::ONE,
@@ -156,7 +164,7 @@ fn multiply<T: GemmScalar>(
         Rhs::Unpacked(MatRef::row_major(b, k, n)?),
         T::ZERO,
         MatMut::row_major(c, m, n)?,
-        &Epilogue::none(),
+        epilogue,
     )
 }
 
@@ -246,7 +254,12 @@ fn matmul_typed<T: GemmScalar + Element>(
     let b = b
         .as_slice::<T>()
         .map_err(|_| OpError::input(1, format!("expected {}, got {}", T::DTYPE, b.dtype())))?;
-    Ok(T::wrap(plan.run_packed(a.as_slice::<T>()?, b, packed_b)?))
+    Ok(T::wrap(plan.run_packed(
+        a.as_slice::<T>()?,
+        b,
+        packed_b,
+        None,
+    )?))
 }
 
 /// The product of two float16/bfloat16 tensors, computed in f32.
@@ -277,6 +290,62 @@ impl Kernel for MatMul {
                 return Err(OpError::input(
                     0,
                     format!("MatMul does not support {other}"),
+                ))
+            }
+        };
+        Ok(vec![Tensor::new(plan.out_shape, data)?.into()])
+    }
+}
+
+/// runnx's `MatMulBias`: `MatMul(A, B) + bias` for a bias of `n` values (B's last dim), added
+/// in the GEMM's epilogue instead of a separate pass. The session's optimizer makes it of a
+/// MatMul by a constant matrix followed by the Add of a constant vector (a linear layer's
+/// bias, as exporters write it); float and double.
+struct MatMulBias {
+    packed_b: Option<<f32 as GemmScalar>::PackedRhs>,
+}
+
+fn build_matmul_bias(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(MatMulBias {
+        packed_b: info.constant(1).and_then(pack_weight),
+    }))
+}
+
+impl MatMulBias {
+    fn typed<T: GemmScalar + Element>(
+        plan: &MatMulPlan,
+        tensors: [&Tensor; 3],
+        packed_b: Option<&T::PackedRhs>,
+    ) -> Result<TensorData, OpError> {
+        let [a, b, bias] = tensors.map(|t| t.as_slice::<T>());
+        let expected = |i: usize| OpError::input(i, format!("expected {}", T::DTYPE));
+        let (b, bias) = (b.map_err(|_| expected(1))?, bias.map_err(|_| expected(2))?);
+        Ok(T::wrap(plan.run_packed(a?, b, packed_b, Some(bias))?))
+    }
+}
+
+impl Kernel for MatMulBias {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let (a, b, bias) = (inputs.tensor(0)?, inputs.tensor(1)?, inputs.tensor(2)?);
+        let plan = MatMulPlan::new(a.shape(), b.shape())?;
+        if b.shape().len() < 2 || bias.shape() != [plan.n] {
+            return Err(OpError::input(
+                2,
+                format!(
+                    "the bias must be a vector of B's {} columns, got shape {:?}",
+                    plan.n,
+                    bias.shape()
+                ),
+            ));
+        }
+        let tensors = [a, b, bias];
+        let data = match a.dtype() {
+            DataType::Float => Self::typed::<f32>(&plan, tensors, self.packed_b.as_ref())?,
+            DataType::Double => Self::typed::<f64>(&plan, tensors, None)?,
+            other => {
+                return Err(OpError::input(
+                    0,
+                    format!("MatMulBias does not support {other}"),
                 ))
             }
         };

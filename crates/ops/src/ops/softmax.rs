@@ -12,7 +12,7 @@ use runnx_ir::{Tensor, Value};
 
 use super::norm::{max_of, sum, FloatKind, Real};
 use super::shape::normalize_axis;
-use crate::{Inputs, Kernel, NodeInfo, OpError, Registry};
+use crate::{Inputs, Kernel, NodeInfo, OpError, Registry, RUNNX_DOMAIN};
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "Softmax", &[1, 11, 13], |info| {
@@ -24,6 +24,7 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "Hardmax", &[1, 11, 13], |info| {
         build(info, Normalizer::Hardmax)
     });
+    reg.add(RUNNX_DOMAIN, "SoftmaxNanTo", 1, build_softmax_nan_to);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,8 @@ struct SoftmaxKernel {
     axis: i64,
     /// Opsets 1 and 11: normalise over the flattened dims from `axis` on.
     coerce_2d: bool,
+    /// What NaN results become (runnx's `SoftmaxNanTo`), replaced while the block is in cache.
+    nan_to: Option<f32>,
 }
 
 fn build(info: &NodeInfo, kind: Normalizer) -> Result<Box<dyn Kernel>, OpError> {
@@ -46,6 +49,23 @@ fn build(info: &NodeInfo, kind: Normalizer) -> Result<Box<dyn Kernel>, OpError> 
         kind,
         axis: info.attr_int("axis", if coerce_2d { 1 } else { -1 })?,
         coerce_2d,
+        nan_to: None,
+    }))
+}
+
+/// runnx's `SoftmaxNanTo`: opset-13 Softmax along `axis`, with every NaN in the result replaced
+/// by the float attribute `value`. The session's optimizer makes it of `Where(IsNaN(s), value,
+/// s)` for `s = Softmax(x)`, how exported attention guards its fully masked rows (whose
+/// softmax is 0/0).
+fn build_softmax_nan_to(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    let value = info
+        .attr_float_opt("value")?
+        .ok_or_else(|| OpError::attribute("value", "is required"))?;
+    Ok(Box::new(SoftmaxKernel {
+        kind: Normalizer::Softmax,
+        axis: info.attr_int("axis", -1)?,
+        coerce_2d: false,
+        nan_to: Some(value),
     }))
 }
 
@@ -87,8 +107,8 @@ impl SoftmaxKernel {
         };
         if !values.is_empty() {
             let block = len * inner;
-            let kind = self.kind;
-            let run_block = |chunk: &mut [R]| normalize_block(kind, chunk, len, inner);
+            let (kind, nan_to) = (self.kind, self.nan_to.map(R::of));
+            let run_block = |chunk: &mut [R]| normalize_block(kind, nan_to, chunk, len, inner);
             if values.len() >= PARALLEL_ELEMENTS {
                 values.par_chunks_mut(block).for_each(run_block);
             } else {
@@ -100,10 +120,17 @@ impl SoftmaxKernel {
     }
 }
 
-/// Normalises one `[len, inner]` block in place along its first dimension.
-fn normalize_block<R: Real>(kind: Normalizer, block: &mut [R], len: usize, inner: usize) {
+/// Normalises one `[len, inner]` block in place along its first dimension; a softmax row of
+/// NaN becomes `nan_to` when given.
+fn normalize_block<R: Real>(
+    kind: Normalizer,
+    nan_to: Option<R>,
+    block: &mut [R],
+    len: usize,
+    inner: usize,
+) {
     if inner == 1 {
-        normalize_row(kind, block);
+        normalize_row(kind, nan_to, block);
         return;
     }
     // Strided: gather each column, normalise it contiguously and scatter it back. The
@@ -113,14 +140,14 @@ fn normalize_block<R: Real>(kind: Normalizer, block: &mut [R], len: usize, inner
         for (i, c) in column.iter_mut().enumerate() {
             *c = block[i * inner + j];
         }
-        normalize_row(kind, &mut column);
+        normalize_row(kind, nan_to, &mut column);
         for (i, c) in column.iter().enumerate() {
             block[i * inner + j] = *c;
         }
     }
 }
 
-fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
+fn normalize_row<R: Real>(kind: Normalizer, nan_to: Option<R>, row: &mut [R]) {
     if row.is_empty() {
         return;
     }
@@ -139,6 +166,12 @@ fn normalize_row<R: Real>(kind: Normalizer, row: &mut [R]) {
         }
         Normalizer::Softmax => {
             R::softmax_in_place(row);
+            // Each value is e_i / Σe with e_i = exp(x_i - max) in [0, 1]: a NaN e_i makes the
+            // sum NaN, and a NaN sum (an input NaN, a row of -inf, +inf - +inf) makes every
+            // value NaN. So a row is all NaN or has none, and its first value tells which.
+            if let Some(value) = nan_to.filter(|_| row[0].is_nan()) {
+                row.fill(value);
+            }
         }
         Normalizer::LogSoftmax => {
             let max = max_of(row);

@@ -109,39 +109,16 @@ fn pool_window(node: &Node) -> Option<[i64; 2]> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use runnx_ir::{Dim, Model, Tensor, ValueInfo, ValueType};
 
-    use runnx_ir::{Dim, Model, Tensor, Value, ValueInfo, ValueType};
-
+    use super::super::testing::{
+        assert_optimized_matches, attr, float_info, model_of, node, values,
+    };
     use super::*;
-    use crate::{OptimizationLevel, Session, SessionOptions};
-
-    fn attr(name: &str, value: AttributeValue) -> Attribute {
-        Attribute {
-            name: name.into(),
-            value,
-            ref_attr_name: None,
-        }
-    }
-
-    fn node(op: &str, inputs: &[&str], output: &str, attributes: Vec<Attribute>) -> Node {
-        Node {
-            op_type: op.into(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: vec![output.into()],
-            attributes,
-            ..Node::default()
-        }
-    }
+    use crate::OptimizationLevel;
 
     fn ints(v: &[i64]) -> AttributeValue {
         AttributeValue::Ints(v.to_vec())
-    }
-
-    fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.0 - 1.0)
-            .collect()
     }
 
     fn filter(shape: [usize; 4], seed: usize) -> Tensor {
@@ -159,28 +136,24 @@ mod tests {
                 attr("strides", ints(&[k, k])),
             ]
         };
+        let with = |attributes: Vec<Attribute>, n: Node| Node { attributes, ..n };
         let pads = vec![attr("pads", ints(&[1, 1, 1, 1]))];
-        let graph = runnx_ir::Graph {
-            inputs: vec![ValueInfo {
-                name: "x".into(),
-                ty: ValueType::tensor(
-                    DataType::Float,
-                    Some(vec![
-                        Dim::Symbol("n".into()),
-                        Dim::Fixed(3),
-                        Dim::Fixed(27),
-                        Dim::Fixed(29),
-                    ]),
-                ),
-                doc_string: String::new(),
-            }],
-            outputs: [("y", DataType::Float), ("indices", DataType::Int64)]
-                .map(|(name, dtype)| ValueInfo {
-                    name: name.into(),
-                    ty: ValueType::tensor(dtype, None),
+        let x_dims = [
+            Dim::Symbol("n".into()),
+            Dim::Fixed(3),
+            Dim::Fixed(27),
+            Dim::Fixed(29),
+        ];
+        model_of(Graph {
+            inputs: vec![float_info("x", Some(x_dims.to_vec()))],
+            outputs: vec![
+                float_info("y", None),
+                ValueInfo {
+                    name: "indices".into(),
+                    ty: ValueType::tensor(DataType::Int64, None),
                     doc_string: String::new(),
-                })
-                .to_vec(),
+                },
+            ],
             initializers: vec![
                 ("w1".into(), filter([16, 3, 3, 3], 1)),
                 ("b1".into(), Tensor::from_vec([16], values(16, 2)).unwrap()),
@@ -188,27 +161,21 @@ mod tests {
                 ("w3".into(), filter([32, 32, 3, 3], 4)),
             ],
             nodes: vec![
-                node("Conv", &["x", "w1", "b1"], "c1", pads.clone()),
-                node("Relu", &["c1"], "r1", vec![]),
-                node("MaxPool", &["r1"], "p1", pool(2)),
-                node("Conv", &["p1", "w2"], "c2", vec![]),
-                node("Relu", &["c2"], "r2", vec![]),
-                node("MaxPool", &["r2"], "p2", pool(2)),
-                node("Conv", &["p2", "w3"], "c3", pads),
-                node("MaxPool", &["c3"], "y", pool(3)),
+                with(pads.clone(), node("Conv", &["x", "w1", "b1"], "c1")),
+                node("Relu", &["c1"], "r1"),
+                with(pool(2), node("MaxPool", &["r1"], "p1")),
+                node("Conv", &["p1", "w2"], "c2"),
+                node("Relu", &["c2"], "r2"),
+                with(pool(2), node("MaxPool", &["r2"], "p2")),
+                with(pads, node("Conv", &["p2", "w3"], "c3")),
+                with(pool(3), node("MaxPool", &["c3"], "y")),
                 Node {
                     outputs: vec!["unused".into(), "indices".into()],
-                    ..node("MaxPool", &["y"], "", pool(1))
+                    ..with(pool(1), node("MaxPool", &["y"], ""))
                 },
             ],
-            ..runnx_ir::Graph::default()
-        };
-        Model {
-            ir_version: 8,
-            opset_imports: BTreeMap::from([("".into(), 17)]),
-            graph,
-            ..Model::default()
-        }
+            ..Graph::default()
+        })
     }
 
     #[test]
@@ -247,39 +214,7 @@ mod tests {
     #[test]
     fn fused_outputs_match_the_unfused_graph() {
         let x = Tensor::from_vec([2, 3, 27, 29], values(2 * 3 * 27 * 29, 5)).unwrap();
-        let run = |level| {
-            let options = SessionOptions {
-                optimization_level: level,
-                ..SessionOptions::default()
-            };
-            let session = Session::from_model(model(), &options).unwrap();
-            let outputs = session
-                .run(vec![("x".into(), Value::Tensor(x.clone()))], None)
-                .unwrap();
-            outputs
-                .into_iter()
-                .map(|v| v.into_tensor().unwrap())
-                .collect::<Vec<_>>()
-        };
-        let (fused, plain) = (
-            run(OptimizationLevel::All),
-            run(OptimizationLevel::Disabled),
-        );
+        let fused = assert_optimized_matches(model, &x, 1e-5);
         assert_eq!(fused[0].shape(), [2, 32, 1, 2]);
-        assert_eq!(fused[0].shape(), plain[0].shape());
-        let (a, b) = (
-            fused[0].as_slice::<f32>().unwrap(),
-            plain[0].as_slice::<f32>().unwrap(),
-        );
-        for (i, (a, b)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                "y[{i}]: {a} vs {b}"
-            );
-        }
-        assert_eq!(
-            fused[1].as_slice::<i64>().unwrap(),
-            plain[1].as_slice::<i64>().unwrap()
-        );
     }
 }

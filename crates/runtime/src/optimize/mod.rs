@@ -11,17 +11,23 @@
 //!   residual Adds go into `com.microsoft.SkipLayerNormalization` and `BiasGelu`.
 //! - all, for the session only ([`optimize_for_engine`], after any optimized model is saved):
 //!   rewrites into runnx's own ops (`ai.runnx`), which no other runtime loads: a conv and the
-//!   max pool after it become one `FusedConvMaxPool`.
+//!   max pool after it become one `FusedConvMaxPool`, a product by a weight matrix and the
+//!   bias Add after it one `MatMulBias`, a Softmax and the NaN guard after it one
+//!   `SoftmaxNanTo`.
 //!
 //! A pass only touches values it can see every use of: a value read by a subgraph, listed as a
 //! graph output, or read twice is never fused away.
 
 mod conv_bn;
 mod fold;
+mod fuse_bias;
 mod fuse_conv;
 mod fuse_gelu;
 mod fuse_pool;
+mod fuse_softmax;
 mod fuse_transformer;
+#[cfg(test)]
+mod testing;
 
 pub use fold::FoldCounts;
 
@@ -58,7 +64,11 @@ pub(crate) fn optimize_for_engine(model: &mut Model, level: OptimizationLevel) {
     if level < OptimizationLevel::All {
         return;
     }
-    if fuse_pool::fuse(&mut model.graph) > 0 {
+    let opset = model.opset("").unwrap_or(1);
+    let fused = fuse_pool::fuse(&mut model.graph)
+        + fuse_bias::fuse(&mut model.graph)
+        + fuse_softmax::fuse(&mut model.graph, opset);
+    if fused > 0 {
         model
             .opset_imports
             .entry(runnx_ops::RUNNX_DOMAIN.to_string())
