@@ -635,6 +635,25 @@ mod tests {
         y
     }
 
+    /// A 3x3 conv of `[h, w]` planes padded by `pt` rows and `pl` columns on each side.
+    fn padded_geometry(
+        batch: usize,
+        [h, w]: [usize; 2],
+        [pt, pl]: [usize; 2],
+        pooled: bool,
+    ) -> Geometry {
+        Geometry {
+            batch,
+            in_height: h,
+            in_width: w,
+            out_height: h + 2 * pt - 2,
+            out_width: w + 2 * pl - 2,
+            pad_top: pt,
+            pad_left: pl,
+            pooled,
+        }
+    }
+
     fn values(len: usize, seed: u32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(2654435761).wrapping_add(12345);
         (0..len)
@@ -664,16 +683,7 @@ mod tests {
             (1, 4, 17, 9, 33, (1, 2)),
         ];
         for (case, &(batch, c, m, h, w, (pt, pl))) in cases.iter().enumerate() {
-            let geo = Geometry {
-                batch,
-                in_height: h,
-                in_width: w,
-                out_height: h + 2 * pt - 2,
-                out_width: w + 2 * pl - 2,
-                pad_top: pt,
-                pad_left: pl,
-                pooled: false,
-            };
+            let geo = padded_geometry(batch, [h, w], [pt, pl], false);
             let x = values(batch * c * h * w, case as u32);
             let filter = values(m * c * 9, 100 + case as u32);
             let bias = values(m, 200 + case as u32);
@@ -715,16 +725,7 @@ mod tests {
             (3, 17, 9, 6, 12, (1, 1)),
         ];
         for (case, &(batch, c, m, h, w, (pt, pl))) in cases.iter().enumerate() {
-            let geo = Geometry {
-                batch,
-                in_height: h,
-                in_width: w,
-                out_height: h + 2 * pt - 2,
-                out_width: w + 2 * pl - 2,
-                pad_top: pt,
-                pad_left: pl,
-                pooled: true,
-            };
+            let geo = padded_geometry(batch, [h, w], [pt, pl], true);
             let x = values(batch * c * h * w, 10 + case as u32);
             let filter = values(m * c * 9, 110 + case as u32);
             let bias = values(m, 210 + case as u32);

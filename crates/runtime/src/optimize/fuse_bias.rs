@@ -12,7 +12,7 @@ use runnx_ir::{DataType, Graph, Node};
 use runnx_ops::RUNNX_DOMAIN;
 
 use super::fuse_transformer::constant_vector;
-use super::{is_onnx_op, producers, rewrite_nodes, use_counts};
+use super::{apply_rewrites, is_onnx_op, producers, use_counts};
 
 /// Fuses every eligible MatMul/Add pair; returns how many.
 pub(super) fn fuse(graph: &mut Graph) -> usize {
@@ -50,11 +50,7 @@ pub(super) fn fuse(graph: &mut Graph) -> usize {
             remove[matmul_at] = true;
         }
     }
-    let fused = replace.len();
-    if fused > 0 {
-        rewrite_nodes(graph, replace, &remove);
-    }
-    fused
+    apply_rewrites(graph, replace, &remove)
 }
 
 /// B's column count when `node` is a MatMul by a constant 2-D f32 matrix (an initializer no

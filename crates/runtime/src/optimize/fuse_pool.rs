@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use runnx_ir::{Attribute, AttributeValue, DataType, Graph, Node};
 use runnx_ops::RUNNX_DOMAIN;
 
-use super::{is_onnx_op, rewrite_nodes, use_counts};
+use super::{apply_rewrites, is_onnx_op, use_counts};
 
 /// Fuses every eligible Conv/MaxPool pair; returns how many.
 pub(super) fn fuse(graph: &mut Graph) -> usize {
@@ -51,11 +51,7 @@ pub(super) fn fuse(graph: &mut Graph) -> usize {
         replace.insert(i, fused);
         remove[p] = true;
     }
-    let fused = replace.len();
-    if fused > 0 {
-        rewrite_nodes(graph, replace, &remove);
-    }
-    fused
+    apply_rewrites(graph, replace, &remove)
 }
 
 /// A 2-D Conv or residual-free FusedConv with a constant f32 filter (the types whose kernels

@@ -12,7 +12,7 @@ use runnx_ir::{Attribute, AttributeValue, Graph, Node, TensorData};
 use runnx_ops::RUNNX_DOMAIN;
 
 use super::fuse_transformer::constant_tensor;
-use super::{is_onnx_op, producers, rewrite_nodes, use_counts};
+use super::{apply_rewrites, is_onnx_op, producers, use_counts};
 
 /// Fuses every eligible Softmax/IsNaN/Where triple of a graph importing `opset`; returns how
 /// many.
@@ -71,11 +71,7 @@ pub(super) fn fuse(graph: &mut Graph, opset: i64) -> usize {
         remove[softmax] = true;
         remove[is_nan] = true;
     }
-    let fused = replace.len();
-    if fused > 0 {
-        rewrite_nodes(graph, replace, &remove);
-    }
-    fused
+    apply_rewrites(graph, replace, &remove)
 }
 
 /// The value of a constant float scalar (rank 0, or one element of rank 1, so that the Where

@@ -164,6 +164,19 @@ pub(crate) fn rewrite_nodes(graph: &mut Graph, mut replace: HashMap<usize, Node>
         .collect();
 }
 
+/// [`rewrite_nodes`] when there is anything to rewrite; returns how many nodes were replaced.
+pub(crate) fn apply_rewrites(
+    graph: &mut Graph,
+    replace: HashMap<usize, Node>,
+    remove: &[bool],
+) -> usize {
+    let replaced = replace.len();
+    if replaced > 0 {
+        rewrite_nodes(graph, replace, remove);
+    }
+    replaced
+}
+
 /// True for a node of the default ONNX domain with this op type.
 pub(crate) fn is_onnx_op(node: &Node, op_type: &str) -> bool {
     node.op_type == op_type && (node.domain.is_empty() || node.domain == "ai.onnx")
