@@ -138,7 +138,8 @@ fn k_blocks(k: usize) -> impl Iterator<Item = (usize, Range<usize>)> {
 
 /// Packs rows `rows` and depths `depth` of `a` into `out` as `MR`-row panels: element `(i, p)`
 /// of the block goes to `out[(i / mr)·mr·kc + p·mr + i % mr]`. The last panel's lanes past the
-/// last row hold zeros or, from a transposed view, whatever follows; no tile reads them.
+/// last row keep whatever `out` held (or, from a transposed view, the values that follow): a tile
+/// of `h` rows reads `h` lanes. Zeroing them cost a fifth of a batch-1 linear layer.
 fn pack_a_block(a: &View, rows: Range<usize>, depth: Range<usize>, mr: usize, out: &mut [f32]) {
     // The kernels' row tiles, as constants: full-height runs then copy as a few vector moves
     // instead of a memmove call per depth (Winograd packs a 4-row panel for each of 64 depths).
@@ -166,9 +167,7 @@ fn pack_a_panels(a: &View, rows: Range<usize>, depth: Range<usize>, mr: usize, o
                     // rows' values, which no tile reads: a tile of h rows reads h lanes.
                     run.copy_from_slice(&src[..mr]);
                 } else {
-                    for (r, v) in run.iter_mut().enumerate() {
-                        *v = if r < height { src[r] } else { 0.0 };
-                    }
+                    run[..height].copy_from_slice(&src[..height]);
                 }
             }
             continue;
@@ -180,11 +179,6 @@ fn pack_a_panels(a: &View, rows: Range<usize>, depth: Range<usize>, mr: usize, o
                 for r in 0..height {
                     dst[p * mr + r] = a.at(first + r, d);
                 }
-            }
-        }
-        if height < mr {
-            for p in 0..kc {
-                dst[p * mr + height..(p + 1) * mr].fill(0.0);
             }
         }
     }
