@@ -2,15 +2,31 @@
 //! first `h` rows used) and one packed B panel (`kc x NR`), the C tile held in registers.
 //!
 //! Each ISA has one generic body, instantiated for every row count `1..=MR` so that a short last
-//! panel (or a batch-1 product) does not pay for rows it does not have. The x86 bodies are
-//! compiled with `#[target_feature]` and only reachable through a [`Kernel`] that `supported`
-//! returned after checking the CPU.
+//! panel (or a batch-1 product) does not pay for rows it does not have, and for both layouts of
+//! A: a packed panel, or the rows of a row-major A read where they lie (see [`ALayout`]). The
+//! x86 bodies are compiled with `#[target_feature]` and only reachable through a [`Kernel`]
+//! that `supported` returned after checking the CPU.
 
 /// The largest `MR x NR` tile of any kernel (AVX-512: 12 x 32).
 pub(crate) const MAX_TILE: usize = 12 * 32;
 
-/// `tile(kc, a_panel, b_panel, c, row_stride_c, accumulate)`.
-pub(crate) type TileFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool);
+/// `tile(kc, a, a_row_stride, b_panel, c, row_stride_c, accumulate)`; `a_row_stride` is read
+/// only by the tiles for [`ALayout::Rows`].
+pub(crate) type TileFn = unsafe fn(usize, *const f32, usize, *const f32, *mut f32, usize, bool);
+
+/// Where a tile reads A's values for rows `0..h` and depths `0..kc`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ALayout {
+    /// A packed panel: depth p's `MR` values are consecutive, `a[p·MR + r]`.
+    Panel,
+    /// A row-major A in place, `a[r·a_row_stride + p]`: no packing pass. The rows are `h`
+    /// streams that stay in L1 across a block's B panels.
+    Rows,
+}
+
+/// The const parameter a tile body takes for each [`ALayout`].
+const PANEL: bool = false;
+const ROWS: bool = true;
 
 /// A micro-kernel family for one instruction set.
 pub struct Kernel {
@@ -19,13 +35,18 @@ pub struct Kernel {
     pub mr: usize,
     /// Columns of B per panel (vector operand).
     pub nr: usize,
-    /// `tiles[h - 1]` computes `h` rows.
-    tiles: &'static [TileFn],
+    /// `panel_tiles[h - 1]` computes `h` rows from a packed A panel.
+    panel_tiles: &'static [TileFn],
+    /// `row_tiles[h - 1]` computes `h` rows from A's rows in place.
+    row_tiles: &'static [TileFn],
 }
 
 impl Kernel {
-    pub(crate) fn tile(&self, rows: usize) -> TileFn {
-        self.tiles[rows - 1]
+    pub(crate) fn tile(&self, rows: usize, layout: ALayout) -> TileFn {
+        match layout {
+            ALayout::Panel => self.panel_tiles[rows - 1],
+            ALayout::Rows => self.row_tiles[rows - 1],
+        }
     }
 }
 
@@ -53,9 +74,19 @@ pub(crate) fn supported() -> Vec<&'static Kernel> {
 }
 
 macro_rules! tile_table {
-    ($f:ident, $($h:literal),*) => {
-        &[$($f::<$h> as TileFn),*]
+    ($f:ident, $layout:expr, $($h:literal),*) => {
+        &[$($f::<$h, { $layout }> as TileFn),*]
     };
+}
+
+/// The offset of A's value for row `r` and depth `p` in a tile's A operand.
+#[inline(always)]
+fn a_offset<const MR: usize, const ROWS_LAYOUT: bool>(r: usize, p: usize, row_stride: usize) -> usize {
+    if ROWS_LAYOUT {
+        r * row_stride + p
+    } else {
+        p * MR + r
+    }
 }
 
 const PORTABLE_MR: usize = 4;
@@ -65,31 +96,32 @@ pub(crate) static PORTABLE: Kernel = Kernel {
     name: "portable",
     mr: PORTABLE_MR,
     nr: PORTABLE_NR,
-    tiles: tile_table!(portable_tile, 1, 2, 3, 4),
+    panel_tiles: tile_table!(portable_tile, PANEL, 1, 2, 3, 4),
+    row_tiles: tile_table!(portable_tile, ROWS, 1, 2, 3, 4),
 };
 
 /// Plain Rust over fixed-size arrays, which compilers vectorise for the baseline ISA.
 ///
 /// # Safety
-/// `a` holds `kc·MR` floats, `b` `kc·NR`, and `c` addresses `H` rows of `NR` floats `rsc` apart.
-unsafe fn portable_tile<const H: usize>(
+/// `a` holds A's values for `H` rows and `kc` depths in the tile's layout (`kc·MR` floats for a
+/// panel), `b` `kc·NR` floats, and `c` addresses `H` rows of `NR` floats `rsc` apart.
+unsafe fn portable_tile<const H: usize, const ROWS_LAYOUT: bool>(
     kc: usize,
     a: *const f32,
+    a_row_stride: usize,
     b: *const f32,
     c: *mut f32,
     rsc: usize,
     accumulate: bool,
 ) {
     // SAFETY: the caller's contract.
-    let (a, b) = unsafe {
-        (
-            std::slice::from_raw_parts(a, kc * PORTABLE_MR),
-            std::slice::from_raw_parts(b, kc * PORTABLE_NR),
-        )
-    };
+    let b = unsafe { std::slice::from_raw_parts(b, kc * PORTABLE_NR) };
     let mut acc = [[0f32; PORTABLE_NR]; H];
-    for (a_k, b_k) in a.chunks_exact(PORTABLE_MR).zip(b.chunks_exact(PORTABLE_NR)) {
-        for (row, &a_v) in acc.iter_mut().zip(a_k) {
+    for (p, b_k) in b.chunks_exact(PORTABLE_NR).enumerate() {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let at = a_offset::<PORTABLE_MR, ROWS_LAYOUT>(r, p, a_row_stride);
+            // SAFETY: row r < H and depth p < kc of A (the caller's contract).
+            let a_v = unsafe { *a.add(at) };
             for (s, &b_v) in row.iter_mut().zip(b_k) {
                 *s += a_v * b_v;
             }
@@ -108,7 +140,7 @@ unsafe fn portable_tile<const H: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Kernel, TileFn};
+    use super::{a_offset, Kernel, TileFn, PANEL, ROWS};
     use std::arch::x86_64::*;
 
     const AVX512_MR: usize = 12;
@@ -118,18 +150,20 @@ mod x86 {
         name: "avx512",
         mr: AVX512_MR,
         nr: AVX512_NR,
-        tiles: tile_table!(avx512_tile, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12),
+        panel_tiles: tile_table!(avx512_tile, PANEL, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12),
+        row_tiles: tile_table!(avx512_tile, ROWS, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12),
     };
 
     /// 12 rows x 2 vectors of 16: 24 accumulators, two B loads and 12 broadcasts per k.
     ///
     /// # Safety
-    /// AVX-512F present; `a` holds `kc·12` floats, `b` `kc·32`, `c` addresses `H` rows of 32
-    /// floats `rsc` apart.
+    /// AVX-512F present; `a` holds A's values for `H` rows and `kc` depths in the tile's layout,
+    /// `b` `kc·32` floats, `c` addresses `H` rows of 32 floats `rsc` apart.
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn avx512_tile<const H: usize>(
+    unsafe fn avx512_tile<const H: usize, const ROWS_LAYOUT: bool>(
         kc: usize,
         a: *const f32,
+        a_row_stride: usize,
         b: *const f32,
         c: *mut f32,
         rsc: usize,
@@ -143,9 +177,9 @@ mod x86 {
                     let b_p = b.add($p * AVX512_NR);
                     let b0 = _mm512_loadu_ps(b_p);
                     let b1 = _mm512_loadu_ps(b_p.add(16));
-                    let a_p = a.add($p * AVX512_MR);
                     for (r, row) in $acc.iter_mut().enumerate() {
-                        let a_r = _mm512_set1_ps(*a_p.add(r));
+                        let at = a_offset::<AVX512_MR, ROWS_LAYOUT>(r, $p, a_row_stride);
+                        let a_r = _mm512_set1_ps(*a.add(at));
                         row[0] = _mm512_fmadd_ps(a_r, b0, row[0]);
                         row[1] = _mm512_fmadd_ps(a_r, b1, row[1]);
                     }
@@ -195,18 +229,20 @@ mod x86 {
         name: "avx2",
         mr: AVX2_MR,
         nr: AVX2_NR,
-        tiles: tile_table!(avx2_tile, 1, 2, 3, 4, 5, 6),
+        panel_tiles: tile_table!(avx2_tile, PANEL, 1, 2, 3, 4, 5, 6),
+        row_tiles: tile_table!(avx2_tile, ROWS, 1, 2, 3, 4, 5, 6),
     };
 
     /// 6 rows x 2 vectors of 8: 12 accumulators, two B loads and 6 broadcasts per k.
     ///
     /// # Safety
-    /// AVX2 and FMA present; `a` holds `kc·6` floats, `b` `kc·16`, `c` addresses `H` rows of 16
-    /// floats `rsc` apart.
+    /// AVX2 and FMA present; `a` holds A's values for `H` rows and `kc` depths in the tile's
+    /// layout, `b` `kc·16` floats, `c` addresses `H` rows of 16 floats `rsc` apart.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_tile<const H: usize>(
+    unsafe fn avx2_tile<const H: usize, const ROWS_LAYOUT: bool>(
         kc: usize,
         a: *const f32,
+        a_row_stride: usize,
         b: *const f32,
         c: *mut f32,
         rsc: usize,
@@ -219,9 +255,9 @@ mod x86 {
                 let b_p = b.add(p * AVX2_NR);
                 let b0 = _mm256_loadu_ps(b_p);
                 let b1 = _mm256_loadu_ps(b_p.add(8));
-                let a_p = a.add(p * AVX2_MR);
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let a_r = _mm256_broadcast_ss(&*a_p.add(r));
+                    let at = a_offset::<AVX2_MR, ROWS_LAYOUT>(r, p, a_row_stride);
+                    let a_r = _mm256_broadcast_ss(&*a.add(at));
                     row[0] = _mm256_fmadd_ps(a_r, b0, row[0]);
                     row[1] = _mm256_fmadd_ps(a_r, b1, row[1]);
                 }

@@ -187,7 +187,8 @@ fn every_kernel_matches_the_reference() {
     for kernel in supported_kernels() {
         for &m in &sizes {
             for &n in &sizes {
-                for &k in &[1, 7, 17, 256, 300] {
+                // 1024: A's rows 4 KiB apart, which are packed rather than read in place.
+                for &k in &[1, 7, 17, 256, 300, 1024] {
                     check(kernel, m, k, n);
                 }
             }
@@ -231,6 +232,42 @@ fn transposed_views_are_read_by_their_strides() {
             false,
         );
         assert_close(&c, &want, k, &format!("{kernel:?} transposed"));
+    }
+}
+
+#[test]
+fn row_major_views_are_read_by_their_row_stride() {
+    // A is the middle of a wider matrix, read in place with its rows 50 apart; then rows 1024
+    // apart, which are packed.
+    for kernel in supported_kernels() {
+        let (m, k, n) = (29, 37, 45);
+        for stride in [50, 1024] {
+            let data = random(m * stride, 7);
+            let a = View {
+                data: &data[3..],
+                rows: m,
+                cols: k,
+                row_stride: stride,
+                col_stride: 1,
+            };
+            let b_data = random(k * n, 8);
+            let b = view(&b_data, k, n);
+            let want = reference(a, b);
+            let mut c = vec![0f32; m * n];
+            gemm_with(
+                kernel,
+                Lhs::View(a),
+                Rhs::View(b),
+                0..m,
+                0..n,
+                Output {
+                    data: &mut c,
+                    row_stride: n,
+                },
+                false,
+            );
+            assert_close(&c, &want, k, &format!("{kernel:?} row stride {stride}"));
+        }
     }
 }
 
