@@ -81,7 +81,11 @@ macro_rules! tile_table {
 
 /// The offset of A's value for row `r` and depth `p` in a tile's A operand.
 #[inline(always)]
-fn a_offset<const MR: usize, const ROWS_LAYOUT: bool>(r: usize, p: usize, row_stride: usize) -> usize {
+fn a_offset<const MR: usize, const ROWS_LAYOUT: bool>(
+    r: usize,
+    p: usize,
+    row_stride: usize,
+) -> usize {
     if ROWS_LAYOUT {
         r * row_stride + p
     } else {

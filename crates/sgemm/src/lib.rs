@@ -252,6 +252,21 @@ fn pack_b_block(b: &View, depth: Range<usize>, cols: Range<usize>, nr: usize, ou
     for (panel, first) in cols.clone().step_by(nr).enumerate() {
         let dst = &mut out[panel * nr * kc..(panel + 1) * nr * kc];
         let width = nr.min(cols.end - first);
+        if b.row_stride == 1 && b.col_stride != 1 {
+            // A transposed view (attention's Kᵀ): each column's depths are adjacent, read
+            // once each and written down the panel.
+            for j in 0..width {
+                let column = &b.data[(first + j) * b.col_stride + depth.start..][..kc];
+                for (row, &v) in dst.chunks_exact_mut(nr).zip(column) {
+                    row[j] = v;
+                }
+            }
+            if width < nr {
+                dst.chunks_exact_mut(nr)
+                    .for_each(|row| row[width..].fill(0.0));
+            }
+            continue;
+        }
         for (p, d) in depth.clone().enumerate() {
             let row = &mut dst[p * nr..(p + 1) * nr];
             if b.col_stride == 1 {

@@ -1125,7 +1125,9 @@ fn sgemm(
         (1, 1)
     };
     let (ptr, rsc) = (SendPtr(c.data.as_mut_ptr()), c.row_stride);
-    let direct = alpha == 1.0 && (beta == 0.0 || beta == 1.0);
+    // Straight into C, then scaled by alpha in cache when it is not 1 (attention's scaled
+    // Q·Kᵀ); C's prior values are kept only as an exact accumulation.
+    let direct = beta == 0.0 || (alpha == 1.0 && beta == 1.0);
     let task = |t: usize| {
         let rows = panel_part(m, kernel.mr, row_parts, t / col_parts);
         let cols = panel_part(n, kernel.nr, col_parts, t % col_parts);
@@ -1154,6 +1156,11 @@ fn sgemm(
                     beta == 1.0,
                 )
             };
+            if alpha != 1.0 {
+                for i in 0..rows.len() {
+                    row_of(i).iter_mut().for_each(|v| *v *= alpha);
+                }
+            }
         } else {
             let mut product = vec![0f32; rows.len() * cols.len()];
             runnx_sgemm::gemm_with(

@@ -4,6 +4,8 @@ use rayon::prelude::*;
 use runnx_ir::{shape_len, DataType, Element, Tensor, TensorData, Value};
 
 use super::norm::Real;
+use super::shape::copy::{view_tensor, StridedView};
+use super::shape::transpose::permutation;
 use crate::kernels::gemm::{gemm, Bias, Epilogue, GemmScalar, Lhs, MatMut, MatRef, Rhs};
 use crate::{Inputs, Kernel, NodeInfo, OpError, Registry, RUNNX_DOMAIN};
 
@@ -12,6 +14,7 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.add_versions("", "Gemm", &[1, 6, 7, 9, 11, 13], build_gemm);
     reg.add("", "MatMulInteger", 10, build_matmul_integer);
     reg.add(RUNNX_DOMAIN, "MatMulBias", 1, build_matmul_bias);
+    reg.add(RUNNX_DOMAIN, "MatMulPermuted", 1, build_matmul_permuted);
 }
 
 /// How a (batched, broadcast) matrix product maps onto GEMM calls.
@@ -274,22 +277,175 @@ fn matmul_via_f32(plan: &MatMulPlan, a: &Tensor, b: &Tensor) -> Result<TensorDat
     f32::to_data(out, a.dtype())
 }
 
+/// `MatMul(a, b)` for every element type MatMul takes.
+fn matmul_any(
+    plan: &MatMulPlan,
+    a: &Tensor,
+    b: &Tensor,
+    packed_b: Option<&<f32 as GemmScalar>::PackedRhs>,
+) -> Result<TensorData, OpError> {
+    match a.dtype() {
+        DataType::Float => matmul_typed::<f32>(plan, a, b, packed_b),
+        DataType::Double => matmul_typed::<f64>(plan, a, b, None),
+        DataType::Int32 => matmul_typed::<i32>(plan, a, b, None),
+        DataType::Int64 => matmul_typed::<i64>(plan, a, b, None),
+        DataType::Uint32 => matmul_typed::<u32>(plan, a, b, None),
+        DataType::Uint64 => matmul_typed::<u64>(plan, a, b, None),
+        DataType::Float16 | DataType::Bfloat16 => matmul_via_f32(plan, a, b),
+        other => Err(OpError::input(
+            0,
+            format!("MatMul does not support {other}"),
+        )),
+    }
+}
+
 impl Kernel for MatMul {
     fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
         let (a, b) = (inputs.tensor(0)?, inputs.tensor(1)?);
         let plan = MatMulPlan::new(a.shape(), b.shape())?;
+        let data = matmul_any(&plan, a, b, self.packed_b.as_ref())?;
+        Ok(vec![Tensor::new(plan.out_shape, data)?.into()])
+    }
+}
+
+/// runnx's `MatMulPermuted`: `alpha · MatMul(Transpose(A, perm_a), Transpose(B, perm_b))`, each
+/// permutation optional. The session's optimizer makes it of a MatMul whose operands come
+/// through Transposes and Muls by a scalar (attention's `Q·Kᵀ` with its scale, as exporters
+/// write it), so that the transposed operands are never copied: float and double products read
+/// them through their strides (A in place, B while packing it). Other types copy the permuted
+/// operands first; `alpha` must then be 1.
+struct MatMulPermuted {
+    perm_a: Option<Vec<i64>>,
+    perm_b: Option<Vec<i64>>,
+    alpha: f32,
+}
+
+fn build_matmul_permuted(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
+    Ok(Box::new(MatMulPermuted {
+        perm_a: info.attr_ints_opt("perm_a")?,
+        perm_b: info.attr_ints_opt("perm_b")?,
+        alpha: info.attr_float("alpha", 1.0)?,
+    }))
+}
+
+/// Input `index`, `x`, as the product sees it: permuted by `perm` when given.
+fn permuted_operand(x: &Tensor, perm: Option<&[i64]>) -> Result<StridedView, OpError> {
+    let whole = StridedView::contiguous(x.shape());
+    Ok(match perm {
+        Some(perm) => whole.permuted(&permutation(perm, x.rank())?),
+        None => whole,
+    })
+}
+
+/// An operand's matrices: `(row_stride, col_stride)` of each and the strides of its batch
+/// dimensions. A 1-D operand is a row (A) or a column (B) of unit stride.
+fn matrix_strides(view: &StridedView, is_a: bool) -> ((usize, usize), Vec<usize>) {
+    let strides: Vec<usize> = view.strides.iter().map(|&s| s as usize).collect();
+    match (strides.len(), is_a) {
+        (1, true) => ((0, strides[0]), Vec::new()),
+        (1, false) => ((strides[0], 0), Vec::new()),
+        (r, _) => ((strides[r - 2], strides[r - 1]), strides[..r - 2].to_vec()),
+    }
+}
+
+/// The offset of batch matrix `index` (row-major over `dims`) for batch `strides`.
+fn batch_offset(mut index: usize, dims: &[usize], strides: &[usize]) -> usize {
+    let mut offset = 0;
+    for (&d, &s) in dims.iter().zip(strides).rev() {
+        offset += index % d * s;
+        index /= d;
+    }
+    offset
+}
+
+impl MatMulPlan {
+    /// `alpha·a·b` for operands read through the strided views `views` of `a` and `b`.
+    fn run_strided<T: GemmScalar>(
+        &self,
+        [a, b]: [&[T]; 2],
+        views: &[StridedView; 2],
+        alpha: T,
+    ) -> Result<Vec<T>, OpError> {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let mut out = T::output_buffer(self.batch() * m * n);
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let ((a_rs, a_cs), a_batch_strides) = matrix_strides(&views[0], true);
+        let ((b_rs, b_cs), b_batch_strides) = matrix_strides(&views[1], false);
+        let batch_dims = |v: &StridedView| v.shape[..v.shape.len().saturating_sub(2)].to_vec();
+        let (a_dims, b_dims) = (batch_dims(&views[0]), batch_dims(&views[1]));
+        let outside = || OpError::invalid("MatMul: a permuted operand outside its data");
+        let one = |(i, c): (usize, &mut [T])| {
+            let a_at = batch_offset(self.a_index[i], &a_dims, &a_batch_strides);
+            let b_at = batch_offset(self.b_index[i], &b_dims, &b_batch_strides);
+            gemm(
+                alpha,
+                Lhs::Unpacked(MatRef::new(
+                    a.get(a_at..).ok_or_else(outside)?,
+                    m,
+                    k,
+                    a_rs,
+                    a_cs,
+                )?),
+                Rhs::Unpacked(MatRef::new(
+                    b.get(b_at..).ok_or_else(outside)?,
+                    k,
+                    n,
+                    b_rs,
+                    b_cs,
+                )?),
+                T::ZERO,
+                MatMut::row_major(c, m, n)?,
+                &Epilogue::none(),
+            )
+        };
+        let macs = m * n * k.max(1);
+        if self.batch() > 1 && self.batch() * macs >= PARALLEL_MACS {
+            out.par_chunks_mut(m * n)
+                .with_min_len(TASK_MACS.div_ceil(macs))
+                .enumerate()
+                .try_for_each(one)?;
+        } else {
+            out.chunks_mut(m * n).enumerate().try_for_each(one)?;
+        }
+        Ok(out)
+    }
+}
+
+impl Kernel for MatMulPermuted {
+    fn run(&self, inputs: Inputs) -> Result<Vec<Value>, OpError> {
+        let (a, b) = (inputs.tensor(0)?, inputs.tensor(1)?);
+        let views = [
+            permuted_operand(a, self.perm_a.as_deref())?,
+            permuted_operand(b, self.perm_b.as_deref())?,
+        ];
+        let plan = MatMulPlan::new(&views[0].shape, &views[1].shape)?;
+        if a.dtype() != b.dtype() {
+            return Err(OpError::input(
+                1,
+                format!("expected {}, got {}", a.dtype(), b.dtype()),
+            ));
+        }
         let data = match a.dtype() {
-            DataType::Float => matmul_typed::<f32>(&plan, a, b, self.packed_b.as_ref())?,
-            DataType::Double => matmul_typed::<f64>(&plan, a, b, None)?,
-            DataType::Int32 => matmul_typed::<i32>(&plan, a, b, None)?,
-            DataType::Int64 => matmul_typed::<i64>(&plan, a, b, None)?,
-            DataType::Uint32 => matmul_typed::<u32>(&plan, a, b, None)?,
-            DataType::Uint64 => matmul_typed::<u64>(&plan, a, b, None)?,
-            DataType::Float16 | DataType::Bfloat16 => matmul_via_f32(&plan, a, b)?,
+            DataType::Float => TensorData::Float(plan.run_strided(
+                [a.as_slice()?, b.as_slice()?],
+                &views,
+                self.alpha,
+            )?),
+            DataType::Double => TensorData::Double(plan.run_strided(
+                [a.as_slice()?, b.as_slice()?],
+                &views,
+                f64::from(self.alpha),
+            )?),
+            _ if self.alpha == 1.0 => {
+                let (a, b) = (view_tensor(a, &views[0])?, view_tensor(b, &views[1])?);
+                matmul_any(&plan, &a, &b, None)?
+            }
             other => {
                 return Err(OpError::input(
                     0,
-                    format!("MatMul does not support {other}"),
+                    format!("MatMulPermuted scales only float and double, not {other}"),
                 ))
             }
         };
@@ -667,6 +823,108 @@ mod tests {
         assert!(MatMulPlan::new(&[2, 3], &[2, 3]).is_err());
         assert!(MatMulPlan::new(&[2, 2, 3], &[3, 3, 1]).is_err());
         assert!(MatMulPlan::new(&[], &[3]).is_err());
+    }
+
+    /// `MatMulPermuted` against Transpose then MatMul (then Mul by alpha), through the
+    /// registry's kernels.
+    fn check_permuted(
+        a: Tensor,
+        perm_a: Option<Vec<i64>>,
+        b: Tensor,
+        perm_b: Option<Vec<i64>>,
+        alpha: f32,
+    ) {
+        use crate::ops::elementwise::tests::run_op;
+        let transposed = |x: &Tensor, perm: &Option<Vec<i64>>| match perm {
+            Some(p) => {
+                let attrs = vec![("perm", runnx_ir::AttributeValue::Ints(p.clone()))];
+                run_op("Transpose", 13, attrs, vec![x.clone()])
+                    .unwrap()
+                    .remove(0)
+            }
+            None => x.clone(),
+        };
+        let plain = vec![transposed(&a, &perm_a), transposed(&b, &perm_b)];
+        let mut want = run_op("MatMul", 13, vec![], plain).unwrap().remove(0);
+        if alpha != 1.0 {
+            let scale = match want.dtype() {
+                DataType::Double => Tensor::from_vec([], vec![f64::from(alpha)]).unwrap(),
+                _ => Tensor::from_vec([], vec![alpha]).unwrap(),
+            };
+            want = run_op("Mul", 14, vec![], vec![want, scale])
+                .unwrap()
+                .remove(0);
+        }
+        let kernel = MatMulPermuted {
+            perm_a,
+            perm_b,
+            alpha,
+        };
+        let inputs = Inputs::new(vec![Some(a.into()), Some(b.into())]);
+        let got = kernel.run(inputs).unwrap().remove(0).into_tensor().unwrap();
+        assert_eq!(got.shape(), want.shape());
+        match (got.as_slice::<f32>(), want.as_slice::<f32>()) {
+            (Ok(g), Ok(w)) => {
+                for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "element {i}: {g} vs {w}"
+                    );
+                }
+            }
+            _ => assert_eq!(got, want),
+        }
+    }
+
+    #[test]
+    fn permuted_products_match_transpose_then_matmul() {
+        let floats = |shape: &[usize]| {
+            let len = shape_len(shape);
+            let v = (0..len)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            Tensor::from_vec(shape.to_vec(), v).unwrap()
+        };
+        // Attention's Q·Kᵀ, scaled: x [2, 3, 4, 5] read as [2, 4, 3, 5] by [2, 4, 5, 3].
+        let x = floats(&[2, 3, 4, 5]);
+        check_permuted(
+            x.clone(),
+            Some(vec![0, 2, 1, 3]),
+            x.clone(),
+            Some(vec![0, 2, 3, 1]),
+            0.25,
+        );
+        // Broadcast batches ([1, 3] against [2, 1]) and a transposed A only.
+        check_permuted(
+            floats(&[1, 3, 6, 4]),
+            Some(vec![0, 1, 3, 2]),
+            floats(&[2, 1, 6, 5]),
+            None,
+            1.0,
+        );
+        // A 1-D B, and a permuted 2-D A.
+        check_permuted(floats(&[7, 3]), Some(vec![1, 0]), floats(&[7]), None, 2.0);
+        // Past the packed kernels' tile sizes, with a strided B.
+        check_permuted(
+            floats(&[40, 2, 33]),
+            Some(vec![1, 0, 2]),
+            floats(&[2, 35, 33]),
+            Some(vec![0, 2, 1]),
+            1.0,
+        );
+        // Double, and integers (copied, then multiplied).
+        let doubles = Tensor::from_vec([2, 3, 4], (0..24).map(f64::from).collect()).unwrap();
+        check_permuted(doubles.clone(), Some(vec![0, 2, 1]), doubles, None, 0.5);
+        let ints = Tensor::from_vec([2, 3, 4], (0..24).collect::<Vec<i32>>()).unwrap();
+        check_permuted(ints.clone(), Some(vec![0, 2, 1]), ints.clone(), None, 1.0);
+        // A bad permutation is an error, not a panic.
+        let kernel = MatMulPermuted {
+            perm_a: Some(vec![0, 0, 1]),
+            perm_b: None,
+            alpha: 1.0,
+        };
+        let inputs = Inputs::new(vec![Some(ints.clone().into()), Some(ints.into())]);
+        assert!(kernel.run(inputs).is_err());
     }
 
     #[test]

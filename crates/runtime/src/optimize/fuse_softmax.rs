@@ -76,7 +76,7 @@ pub(super) fn fuse(graph: &mut Graph, opset: i64) -> usize {
 
 /// The value of a constant float scalar (rank 0, or one element of rank 1, so that the Where
 /// keeps the softmax's shape).
-fn scalar_f32(graph: &Graph, name: &str) -> Option<f32> {
+pub(super) fn scalar_f32(graph: &Graph, name: &str) -> Option<f32> {
     let (_, tensor) = constant_tensor(graph, name)?;
     match (tensor.data(), tensor.shape()) {
         (TensorData::Float(v), [] | [1]) => v.first().copied(),

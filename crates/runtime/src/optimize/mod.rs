@@ -23,6 +23,7 @@ mod fold;
 mod fuse_bias;
 mod fuse_conv;
 mod fuse_gelu;
+mod fuse_permuted;
 mod fuse_pool;
 mod fuse_softmax;
 mod fuse_transformer;
@@ -67,7 +68,8 @@ pub(crate) fn optimize_for_engine(model: &mut Model, level: OptimizationLevel) {
     let opset = model.opset("").unwrap_or(1);
     let fused = fuse_pool::fuse(&mut model.graph)
         + fuse_bias::fuse(&mut model.graph)
-        + fuse_softmax::fuse(&mut model.graph, opset);
+        + fuse_softmax::fuse(&mut model.graph, opset)
+        + fuse_permuted::fuse(&mut model.graph);
     if fused > 0 {
         model
             .opset_imports

@@ -16,7 +16,7 @@ mod scan;
 mod scatter;
 mod slice;
 mod sort;
-mod transpose;
+pub(crate) mod transpose;
 mod triangle;
 
 use runnx_ir::Tensor;

@@ -26,7 +26,7 @@ fn build_transpose(info: &NodeInfo) -> Result<Box<dyn Kernel>, OpError> {
 }
 
 /// Checks that `perm` is a permutation of `0..rank`.
-fn permutation(perm: &[i64], rank: usize) -> Result<Vec<usize>, OpError> {
+pub(crate) fn permutation(perm: &[i64], rank: usize) -> Result<Vec<usize>, OpError> {
     let mut seen = vec![false; rank];
     let valid = perm.len() == rank
         && perm.iter().all(|&p| {
