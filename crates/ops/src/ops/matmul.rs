@@ -126,22 +126,33 @@ impl MatMulPlan {
             let c = MatMut::row_major(&mut out, rows, n)?;
             return gemm(T::ONE, a, b, T::ZERO, c, &epilogue).map(|()| out);
         }
-        let one = |(i, c): (usize, &mut [T])| {
+        self.each_product(&mut out, |i, c| {
             let a = &a[self.a_index[i] * m * k..][..m * k];
             let b = &b[self.b_index[i] * k * n..][..k * n];
             multiply(a, m, k, b, n, c, &epilogue)
-        };
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `product(i, c)` for each output matrix `c` (the `i`-th) of `out`, in parallel
+    /// when the batch is worth it.
+    fn each_product<T: Send>(
+        &self,
+        out: &mut [T],
+        product: impl Fn(usize, &mut [T]) -> Result<(), OpError> + Sync,
+    ) -> Result<(), OpError> {
+        let (m, k, n) = (self.m, self.k, self.n);
         let macs = m * n * k.max(1);
+        let one = |(i, c): (usize, &mut [T])| product(i, c);
         if self.batch() > 1 && self.batch() * macs >= PARALLEL_MACS {
             // Group small products so that each task has a worthwhile amount of work.
             out.par_chunks_mut(m * n)
                 .with_min_len(TASK_MACS.div_ceil(macs))
                 .enumerate()
-                .try_for_each(one)?;
+                .try_for_each(one)
         } else {
-            out.chunks_mut(m * n).enumerate().try_for_each(one)?;
+            out.chunks_mut(m * n).enumerate().try_for_each(one)
         }
-        Ok(out)
     }
 }
 
@@ -376,7 +387,7 @@ impl MatMulPlan {
         let batch_dims = |v: &StridedView| v.shape[..v.shape.len().saturating_sub(2)].to_vec();
         let (a_dims, b_dims) = (batch_dims(&views[0]), batch_dims(&views[1]));
         let outside = || OpError::invalid("MatMul: a permuted operand outside its data");
-        let one = |(i, c): (usize, &mut [T])| {
+        self.each_product(&mut out, |i, c| {
             let a_at = batch_offset(self.a_index[i], &a_dims, &a_batch_strides);
             let b_at = batch_offset(self.b_index[i], &b_dims, &b_batch_strides);
             gemm(
@@ -399,16 +410,7 @@ impl MatMulPlan {
                 MatMut::row_major(c, m, n)?,
                 &Epilogue::none(),
             )
-        };
-        let macs = m * n * k.max(1);
-        if self.batch() > 1 && self.batch() * macs >= PARALLEL_MACS {
-            out.par_chunks_mut(m * n)
-                .with_min_len(TASK_MACS.div_ceil(macs))
-                .enumerate()
-                .try_for_each(one)?;
-        } else {
-            out.chunks_mut(m * n).enumerate().try_for_each(one)?;
-        }
+        })?;
         Ok(out)
     }
 }
