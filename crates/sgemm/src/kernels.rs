@@ -10,9 +10,12 @@
 /// The largest `MR x NR` tile of any kernel (AVX-512: 12 x 32).
 pub(crate) const MAX_TILE: usize = 12 * 32;
 
-/// `tile(kc, a, a_row_stride, b_panel, c, row_stride_c, accumulate)`; `a_row_stride` is read
-/// only by the tiles for [`ALayout::Rows`].
-pub(crate) type TileFn = unsafe fn(usize, *const f32, usize, *const f32, *mut f32, usize, bool);
+/// `tile(kc, a, a_row_stride, b_panel, next, c, row_stride_c, accumulate)`; `a_row_stride` is
+/// read only by the tiles for [`ALayout::Rows`]. `next` is another `kc·NR` B panel that the x86
+/// tiles fetch toward L2 as they go (null: none), so that weights streaming in from memory
+/// arrive while this tile computes.
+pub(crate) type TileFn =
+    unsafe fn(usize, *const f32, usize, *const f32, *const f32, *mut f32, usize, bool);
 
 /// Where a tile reads A's values for rows `0..h` and depths `0..kc`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -114,6 +117,7 @@ unsafe fn portable_tile<const H: usize, const ROWS_LAYOUT: bool>(
     a: *const f32,
     a_row_stride: usize,
     b: *const f32,
+    _next: *const f32,
     c: *mut f32,
     rsc: usize,
     accumulate: bool,
@@ -162,13 +166,15 @@ mod x86 {
     ///
     /// # Safety
     /// AVX-512F present; `a` holds A's values for `H` rows and `kc` depths in the tile's layout,
-    /// `b` `kc·32` floats, `c` addresses `H` rows of 32 floats `rsc` apart.
+    /// `b` `kc·32` floats, `c` addresses `H` rows of 32 floats `rsc` apart (`next` is only
+    /// prefetched, which never faults).
     #[target_feature(enable = "avx512f,fma")]
     unsafe fn avx512_tile<const H: usize, const ROWS_LAYOUT: bool>(
         kc: usize,
         a: *const f32,
         a_row_stride: usize,
         b: *const f32,
+        next: *const f32,
         c: *mut f32,
         rsc: usize,
         accumulate: bool,
@@ -181,6 +187,11 @@ mod x86 {
                     let b_p = b.add($p * AVX512_NR);
                     let b0 = _mm512_loadu_ps(b_p);
                     let b1 = _mm512_loadu_ps(b_p.add(16));
+                    if !next.is_null() {
+                        let n_p = next.wrapping_add($p * AVX512_NR).cast::<i8>();
+                        _mm_prefetch::<_MM_HINT_T1>(n_p);
+                        _mm_prefetch::<_MM_HINT_T1>(n_p.wrapping_add(64));
+                    }
                     for (r, row) in $acc.iter_mut().enumerate() {
                         let at = a_offset::<AVX512_MR, ROWS_LAYOUT>(r, $p, a_row_stride);
                         let a_r = _mm512_set1_ps(*a.add(at));
@@ -248,6 +259,7 @@ mod x86 {
         a: *const f32,
         a_row_stride: usize,
         b: *const f32,
+        next: *const f32,
         c: *mut f32,
         rsc: usize,
         accumulate: bool,
@@ -259,6 +271,9 @@ mod x86 {
                 let b_p = b.add(p * AVX2_NR);
                 let b0 = _mm256_loadu_ps(b_p);
                 let b1 = _mm256_loadu_ps(b_p.add(8));
+                if !next.is_null() {
+                    _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(p * AVX2_NR).cast::<i8>());
+                }
                 for (r, row) in acc.iter_mut().enumerate() {
                     let at = a_offset::<AVX2_MR, ROWS_LAYOUT>(r, p, a_row_stride);
                     let a_r = _mm256_broadcast_ss(&*a.add(at));
