@@ -197,6 +197,26 @@ fn every_kernel_matches_the_reference() {
     }
 }
 
+/// `a·b` of two views, as they lie, against the reference.
+fn check_views(kernel: &Kernel, a: View, b: View, what: &str) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let want = reference(a, b);
+    let mut c = vec![0f32; m * n];
+    gemm_with(
+        kernel,
+        Lhs::View(a),
+        Rhs::View(b),
+        0..m,
+        0..n,
+        Output {
+            data: &mut c,
+            row_stride: n,
+        },
+        false,
+    );
+    assert_close(&c, &want, k, &format!("{kernel:?} {what}"));
+}
+
 #[test]
 fn transposed_views_are_read_by_their_strides() {
     for kernel in supported_kernels() {
@@ -217,21 +237,7 @@ fn transposed_views_are_read_by_their_strides() {
             row_stride: 1,
             col_stride: k,
         };
-        let want = reference(a, b);
-        let mut c = vec![0f32; m * n];
-        gemm_with(
-            kernel,
-            Lhs::View(a),
-            Rhs::View(b),
-            0..m,
-            0..n,
-            Output {
-                data: &mut c,
-                row_stride: n,
-            },
-            false,
-        );
-        assert_close(&c, &want, k, &format!("{kernel:?} transposed"));
+        check_views(kernel, a, b, "transposed");
     }
 }
 
@@ -252,21 +258,7 @@ fn row_major_views_are_read_by_their_row_stride() {
             };
             let b_data = random(k * n, 8);
             let b = view(&b_data, k, n);
-            let want = reference(a, b);
-            let mut c = vec![0f32; m * n];
-            gemm_with(
-                kernel,
-                Lhs::View(a),
-                Rhs::View(b),
-                0..m,
-                0..n,
-                Output {
-                    data: &mut c,
-                    row_stride: n,
-                },
-                false,
-            );
-            assert_close(&c, &want, k, &format!("{kernel:?} row stride {stride}"));
+            check_views(kernel, a, b, &format!("row stride {stride}"));
         }
     }
 }

@@ -348,13 +348,22 @@ fn permuted_operand(x: &Tensor, perm: Option<&[i64]>) -> Result<StridedView, OpE
     })
 }
 
+/// Which side of a product an operand is on, which decides how a 1-D one is promoted.
+#[derive(Clone, Copy)]
+enum Side {
+    /// A 1-D left operand is one row.
+    Left,
+    /// A 1-D right operand is one column.
+    Right,
+}
+
 /// An operand's matrices: `(row_stride, col_stride)` of each and the strides of its batch
-/// dimensions. A 1-D operand is a row (A) or a column (B) of unit stride.
-fn matrix_strides(view: &StridedView, is_a: bool) -> ((usize, usize), Vec<usize>) {
+/// dimensions. A 1-D operand is a row (left) or a column (right) of unit stride.
+fn matrix_strides(view: &StridedView, side: Side) -> ((usize, usize), Vec<usize>) {
     let strides: Vec<usize> = view.strides.iter().map(|&s| s as usize).collect();
-    match (strides.len(), is_a) {
-        (1, true) => ((0, strides[0]), Vec::new()),
-        (1, false) => ((strides[0], 0), Vec::new()),
+    match (strides.len(), side) {
+        (1, Side::Left) => ((0, strides[0]), Vec::new()),
+        (1, Side::Right) => ((strides[0], 0), Vec::new()),
         (r, _) => ((strides[r - 2], strides[r - 1]), strides[..r - 2].to_vec()),
     }
 }
@@ -382,8 +391,8 @@ impl MatMulPlan {
         if out.is_empty() {
             return Ok(out);
         }
-        let ((a_rs, a_cs), a_batch_strides) = matrix_strides(&views[0], true);
-        let ((b_rs, b_cs), b_batch_strides) = matrix_strides(&views[1], false);
+        let ((a_rs, a_cs), a_batch_strides) = matrix_strides(&views[0], Side::Left);
+        let ((b_rs, b_cs), b_batch_strides) = matrix_strides(&views[1], Side::Right);
         let batch_dims = |v: &StridedView| v.shape[..v.shape.len().saturating_sub(2)].to_vec();
         let (a_dims, b_dims) = (batch_dims(&views[0]), batch_dims(&views[1]));
         let outside = || OpError::invalid("MatMul: a permuted operand outside its data");

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use runnx_ir::{DataType, Graph, Node};
 use runnx_ops::RUNNX_DOMAIN;
 
-use super::fuse_transformer::constant_vector;
+use super::constants::constant_vector;
 use super::{apply_rewrites, is_onnx_op, producers, use_counts};
 
 /// Fuses every eligible MatMul/Add pair; returns how many.

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use runnx_ir::{AttributeValue, Graph, Node, TensorData};
+use runnx_ir::{Graph, Node, TensorData};
 
-use super::{is_onnx_op, producers, rewrite_nodes, use_counts};
+use super::constants::constant_tensor;
+use super::{apply_rewrites, is_onnx_op, producers, use_counts};
 
 /// Fuses every GELU pattern; returns how many.
 pub(super) fn fuse(graph: &mut Graph) -> usize {
@@ -51,7 +52,7 @@ pub(super) fn fuse(graph: &mut Graph) -> usize {
             },
         );
     }
-    rewrite_nodes(graph, replace, &remove);
+    apply_rewrites(graph, replace, &remove);
     fused
 }
 
@@ -147,22 +148,9 @@ fn near(value: f64, want: f64) -> bool {
     (value - want).abs() <= 1e-6 * want.abs()
 }
 
-/// The value of a one-element float constant: an initializer (that no feed can replace) or a
-/// Constant node's `value`.
+/// The value of a one-element float constant (see [`constant_tensor`]).
 fn scalar_constant(graph: &Graph, name: &str) -> Option<f64> {
-    let tensor = if graph.inputs.iter().any(|i| i.name == name) {
-        return None;
-    } else if let Some(t) = graph.initializer(name) {
-        t
-    } else {
-        let node = graph.nodes.iter().find(|n| {
-            is_onnx_op(n, "Constant") && n.outputs.first().map(String::as_str) == Some(name)
-        })?;
-        match &node.attribute("value")?.value {
-            AttributeValue::Tensor(t) => t,
-            _ => return None,
-        }
-    };
+    let (_, tensor) = constant_tensor(graph, name)?;
     if tensor.len() != 1 {
         return None;
     }

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use runnx_ir::{Attribute, AttributeValue, Graph, Node, Tensor};
 use runnx_ops::RUNNX_DOMAIN;
 
-use super::fuse_softmax::scalar_f32;
-use super::{fresh_name, is_onnx_op, producers, use_counts};
+use super::constants::scalar_f32;
+use super::{fresh_name, is_onnx_op, producers, rewrite_nodes, use_counts};
 
 /// One operand's chain below a MatMul: what it multiplies in the end.
 struct Operand {
@@ -121,16 +121,7 @@ pub(super) fn fuse(graph: &mut Graph) -> usize {
         let nodes = shape_of_transpose(graph, &graph.nodes[at], &perm, &source);
         replace.insert(at, nodes);
     }
-    let nodes = std::mem::take(&mut graph.nodes);
-    graph.nodes = nodes
-        .into_iter()
-        .enumerate()
-        .flat_map(|(i, node)| match replace.remove(&i) {
-            Some(new) => new,
-            None if remove[i] => Vec::new(),
-            None => vec![node],
-        })
-        .collect();
+    rewrite_nodes(graph, replace, &remove);
     count
 }
 

@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 
-use runnx_ir::{Attribute, AttributeValue, Graph, Node, TensorData};
+use runnx_ir::{Attribute, AttributeValue, Graph, Node};
 use runnx_ops::RUNNX_DOMAIN;
 
-use super::fuse_transformer::constant_tensor;
+use super::constants::scalar_f32;
 use super::{apply_rewrites, is_onnx_op, producers, use_counts};
 
 /// Fuses every eligible Softmax/IsNaN/Where triple of a graph importing `opset`; returns how
@@ -72,16 +72,6 @@ pub(super) fn fuse(graph: &mut Graph, opset: i64) -> usize {
         remove[is_nan] = true;
     }
     apply_rewrites(graph, replace, &remove)
-}
-
-/// The value of a constant float scalar (rank 0, or one element of rank 1, so that the Where
-/// keeps the softmax's shape).
-pub(super) fn scalar_f32(graph: &Graph, name: &str) -> Option<f32> {
-    let (_, tensor) = constant_tensor(graph, name)?;
-    match (tensor.data(), tensor.shape()) {
-        (TensorData::Float(v), [] | [1]) => v.first().copied(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

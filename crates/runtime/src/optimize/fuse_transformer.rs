@@ -12,12 +12,11 @@
 
 use std::collections::HashMap;
 
-use runnx_ir::{
-    Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, TensorData, ValueType,
-};
+use runnx_ir::{Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, ValueType};
 use runnx_shapes::Inference;
 
-use super::{is_onnx_op, producers, rewrite_nodes, use_counts};
+use super::constants::constant_vector;
+use super::{apply_rewrites, is_onnx_op, producers, use_counts};
 
 /// Fuses every eligible pattern of `model`'s main graph; returns how many nodes were rewritten.
 pub(super) fn fuse(model: &mut Model) -> usize {
@@ -222,40 +221,6 @@ fn is_gelu(node: &Node) -> bool {
         || (is_onnx_op(node, "Gelu") && exact)
 }
 
-/// The name of a constant float vector of `len` values that `name` holds (see
-/// [`constant_tensor`]).
-pub(super) fn constant_vector(graph: &Graph, name: &str, len: usize) -> Option<String> {
-    let (name, tensor) = constant_tensor(graph, name)?;
-    let is_float = matches!(tensor.data(), TensorData::Float(_));
-    (is_float && tensor.shape() == [len]).then_some(name)
-}
-
-/// The constant `name` holds: an initializer no feed can replace, or a Constant node's
-/// output, seen through Identity nodes. Returns the constant's own name (so the Identity can
-/// go) and its value.
-pub(super) fn constant_tensor<'g>(graph: &'g Graph, name: &str) -> Option<(String, &'g Tensor)> {
-    if graph.inputs.iter().any(|i| i.name == name) {
-        return None;
-    }
-    if let Some(t) = graph.initializer(name) {
-        return Some((name.to_string(), t));
-    }
-    let node = graph
-        .nodes
-        .iter()
-        .find(|n| n.outputs.first().map(String::as_str) == Some(name))?;
-    if is_onnx_op(node, "Identity") {
-        return constant_tensor(graph, node.inputs.first()?);
-    }
-    if !is_onnx_op(node, "Constant") {
-        return None;
-    }
-    match &node.attribute("value")?.value {
-        AttributeValue::Tensor(t) => Some((name.to_string(), t)),
-        _ => None,
-    }
-}
-
 /// What shape inference found, for the questions the patterns ask.
 struct Shapes<'a> {
     graph: &'a Graph,
@@ -298,7 +263,7 @@ fn apply(graph: &mut Graph, rewrites: Vec<Rewrite>) {
         r.absorbed.iter().for_each(|&i| remove[i] = true);
         replace.insert(r.at, r.node);
     }
-    rewrite_nodes(graph, replace, &remove);
+    apply_rewrites(graph, replace, &remove);
 }
 
 #[cfg(test)]

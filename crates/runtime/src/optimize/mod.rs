@@ -18,6 +18,7 @@
 //! A pass only touches values it can see every use of: a value read by a subgraph, listed as a
 //! graph output, or read twice is never fused away.
 
+mod constants;
 mod conv_bn;
 mod fold;
 mod fuse_bias;
@@ -151,22 +152,28 @@ pub(crate) fn producers(graph: &Graph) -> HashMap<String, usize> {
     map
 }
 
-/// Rebuilds `graph.nodes` in order: node `i` replaced by `replace[i]` where given, dropped where
-/// `remove[i]`, kept otherwise.
-pub(crate) fn rewrite_nodes(graph: &mut Graph, mut replace: HashMap<usize, Node>, remove: &[bool]) {
+/// Rebuilds `graph.nodes` in order: node `i` replaced by the nodes `replace[i]` where given
+/// (one fused node, or a few where a pass splits one), dropped where `remove[i]`, kept
+/// otherwise.
+pub(crate) fn rewrite_nodes(
+    graph: &mut Graph,
+    mut replace: HashMap<usize, Vec<Node>>,
+    remove: &[bool],
+) {
     let nodes = std::mem::take(&mut graph.nodes);
     graph.nodes = nodes
         .into_iter()
         .enumerate()
-        .filter_map(|(i, n)| match replace.remove(&i) {
-            Some(new) => Some(new),
-            None if remove[i] => None,
-            None => Some(n),
+        .flat_map(|(i, n)| match replace.remove(&i) {
+            Some(new) => new,
+            None if remove[i] => Vec::new(),
+            None => vec![n],
         })
         .collect();
 }
 
-/// [`rewrite_nodes`] when there is anything to rewrite; returns how many nodes were replaced.
+/// [`rewrite_nodes`] for passes that fuse each pattern into one node, when there is anything to
+/// rewrite; returns how many nodes were replaced.
 pub(crate) fn apply_rewrites(
     graph: &mut Graph,
     replace: HashMap<usize, Node>,
@@ -174,7 +181,8 @@ pub(crate) fn apply_rewrites(
 ) -> usize {
     let replaced = replace.len();
     if replaced > 0 {
-        rewrite_nodes(graph, replace, remove);
+        let replace = replace.into_iter().map(|(at, node)| (at, vec![node]));
+        rewrite_nodes(graph, replace.collect(), remove);
     }
     replaced
 }
