@@ -93,12 +93,16 @@ impl Winograd3x3 {
         if outputs == 0 || channels == 0 || filter.len() != outputs * channels * 9 {
             return None;
         }
-        let mut u = vec![0f32; 16 * channels * outputs];
-        for m in 0..outputs {
-            for c in 0..channels {
+        // Channel-major, so that the 16 matrices are written along their rows: writing them
+        // down their columns (output-major) missed the cache on every store, and took most of
+        // a ResNet-18 session's start.
+        let plane = channels * outputs;
+        let mut u = vec![0f32; 16 * plane];
+        for c in 0..channels {
+            for m in 0..outputs {
                 let g = &filter[(m * channels + c) * 9..][..9];
                 for (xi, v) in transform_filter(g).into_iter().enumerate() {
-                    u[(xi * channels + c) * outputs + m] = v;
+                    u[xi * plane + c * outputs + m] = v;
                 }
             }
         }
@@ -168,10 +172,8 @@ impl Winograd3x3 {
         // and 13, and at two threads one thread got both 36-tile tasks (14x14 convs: 1.30 ms at
         // one thread, 1.18 at two).
         let target = (BLOCK_FLOATS / (16 * c)).max(kernel.mr);
-        let blocks = tiles.div_ceil(target).min(tiles.div_ceil(kernel.mr));
-        let block_tiles = |b: usize| panel_part(tiles, kernel.mr, blocks, b);
-        // With fewer (image, block) pairs than tasks wanted, split the output channels too, at
-        // the packed filter's panel boundaries; each such task transforms its block again.
+        let most_blocks = tiles.div_ceil(kernel.mr);
+        let mut blocks = tiles.div_ceil(target).min(most_blocks);
         let threads = rayon::current_num_threads();
         let macs = 16 * c * m * tiles * geo.batch;
         let wanted = if threads > 1 && macs >= MIN_PARALLEL_MACS {
@@ -179,6 +181,15 @@ impl Winograd3x3 {
         } else {
             1
         };
+        // A few blocks per thread are split evenly: ResNet's 56x56 planes made 7 blocks, 4 on
+        // one thread and 3 on the other at batch 1.
+        let pairs = geo.batch * blocks;
+        if wanted > 1 && pairs > threads && pairs < 4 * threads && pairs % threads != 0 {
+            blocks = (pairs.next_multiple_of(threads) / geo.batch).clamp(blocks, most_blocks);
+        }
+        let block_tiles = |b: usize| panel_part(tiles, kernel.mr, blocks, b);
+        // With fewer (image, block) pairs than tasks wanted, split the output channels too, at
+        // the packed filter's panel boundaries; each such task transforms its block again.
         let m_parts = wanted
             .div_ceil(geo.batch * blocks)
             .min(m.div_ceil(kernel.nr))
@@ -570,25 +581,26 @@ fn transform_output(
                 continue;
             }
             let base = (block.image * outputs + first_ch) * out_plane + oy * geo.out_width + ox;
-            if let Some(z) = post.residual {
-                for (q, yq) in y.iter_mut().enumerate().filter(|&(q, _)| inside(q)) {
-                    for (j, v) in yq[..len].iter_mut().enumerate() {
-                        *v += z[base + j * out_plane + offsets[q]];
-                    }
-                }
-            }
-            for yq in y.iter_mut() {
-                for v in yq[..len].iter_mut() {
-                    *v = act(*v);
-                }
-            }
             for (q, yq) in y.iter().enumerate().filter(|&(q, _)| inside(q)) {
                 let at = base + offsets[q];
-                for (j, &v) in yq[..len].iter().enumerate() {
-                    // SAFETY: the element lies inside Y (row oy + q/2 < out_height, column
-                    // ox + q%2 < out_width, channel < outputs, image < batch), and only the
-                    // task owning this (image, tile, channel) writes it.
-                    unsafe { *out.0.add(at + j * out_plane) = v };
+                // SAFETY (both loops): the element lies inside Y (row oy + q/2 < out_height,
+                // column ox + q%2 < out_width, channel < outputs, image < batch), which the
+                // residual matches in size (asserted in `forward`), and only the task owning
+                // this (image, tile, channel) writes it. Unchecked, because these scattered
+                // one-element reads and writes are a large part of the output transform
+                // (bounds-checked residual reads made ResNet's residual convs 20% slower).
+                match post.residual {
+                    Some(z) => {
+                        for (j, &v) in yq[..len].iter().enumerate() {
+                            let i = at + j * out_plane;
+                            unsafe { *out.0.add(i) = act(v + *z.get_unchecked(i)) };
+                        }
+                    }
+                    None => {
+                        for (j, &v) in yq[..len].iter().enumerate() {
+                            unsafe { *out.0.add(at + j * out_plane) = act(v) };
+                        }
+                    }
                 }
             }
         }
